@@ -1,0 +1,1 @@
+"""Shared conditional-GAN core: networks, heads, losses, training utilities."""
