@@ -1,0 +1,222 @@
+"""Unit tests for common.nn: blocks, conditioning augmentation, EMA."""
+
+import pytest
+import torch
+from torch import nn
+from torch.testing import assert_close
+
+from common.nn import (
+    EMA,
+    ConditioningAugmentation,
+    GatedConv1d,
+    GatedConv2d,
+    ResBlock,
+    down_block,
+    kl_divergence,
+    maybe_spectral_norm,
+    mlp,
+    up_block,
+)
+
+# --------------------------------------------------------------------------- blocks
+
+
+@pytest.mark.parametrize("norm", [None, "bn", "ln"])
+@pytest.mark.parametrize("act", ["relu", "lrelu"])
+def test_mlp_maps_in_dim_to_out_dim(norm, act):
+    net = mlp(5, 8, 3, depth=2, act=act, norm=norm, spectral=True)
+    assert net(torch.randn(4, 5)).shape == (4, 3)
+    assert sum(isinstance(m, nn.Linear) for m in net) == 3
+
+
+def test_mlp_depth_zero_is_single_linear():
+    net = mlp(5, 8, 3, depth=0)
+    assert len(net) == 1 and isinstance(net[0], nn.Linear)
+
+
+def test_mlp_rejects_unknown_norm_and_activation():
+    with pytest.raises(ValueError, match="norm"):
+        mlp(2, 2, 2, depth=1, norm="gn")
+    with pytest.raises(ValueError, match="activation"):
+        mlp(2, 2, 2, depth=0, act="tanh")
+
+
+@pytest.mark.parametrize("norm", [None, "bn", "in"])
+def test_down_block_halves_spatial_size(norm):
+    block = down_block(3, 6, norm=norm, spectral=True)
+    assert block(torch.randn(2, 3, 8, 12)).shape == (2, 6, 4, 6)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "transposed"])
+def test_up_block_doubles_spatial_size(mode):
+    block = up_block(6, 3, norm="bn", mode=mode)
+    y = block(torch.randn(2, 6, 4, 5))
+    assert y.shape == (2, 3, 8, 10)
+    assert (y >= 0).all()  # ends in ReLU
+
+
+def test_up_block_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="mode"):
+        up_block(2, 2, mode="bilinear")
+
+
+def test_resblock_keeps_shape_and_is_residual():
+    block = ResBlock(4, norm=None)
+    for p in block.body.parameters():
+        nn.init.zeros_(p)
+    x = torch.randn(2, 4, 5, 5)
+    # With a zero body, y = ReLU(x + 0).
+    assert_close(block(x), torch.relu(x))
+
+
+def test_gated_conv1d_shape_and_glu():
+    conv = GatedConv1d(3, 4, kernel_size=5, stride=2, norm=None)
+    assert conv(torch.randn(2, 3, 16)).shape == (2, 4, 8)
+    x = torch.randn(2, 3, 7)
+    pre = conv.conv(x)
+    assert_close(conv(x), pre[:, :4] * torch.sigmoid(pre[:, 4:]))
+
+
+@pytest.mark.parametrize("norm", [None, "in", "bn"])
+def test_gated_conv2d_shape(norm):
+    conv = GatedConv2d(1, 4, kernel_size=(5, 15), stride=(1, 2), norm=norm)
+    assert conv(torch.randn(2, 1, 8, 16)).shape == (2, 4, 8, 8)
+
+
+def test_maybe_spectral_norm_toggles():
+    plain = maybe_spectral_norm(nn.Linear(3, 3), False)
+    assert not hasattr(plain, "parametrizations")
+    sn = maybe_spectral_norm(nn.Linear(3, 3), True)
+    for _ in range(20):  # power iterations converge in training mode
+        sn(torch.randn(1, 3))
+    sigma_max = torch.linalg.matrix_norm(sn.weight.detach(), ord=2)
+    assert abs(sigma_max.item() - 1.0) < 1e-3
+
+
+# --------------------------------------------------------------------------- CA
+
+
+def _ca_with(mu: torch.Tensor, logvar: torch.Tensor) -> ConditioningAugmentation:
+    """A CA whose output is (mu, logvar) regardless of input: zero weights, bias = targets."""
+    ca = ConditioningAugmentation(embed_dim=3, cond_dim=mu.numel())
+    with torch.no_grad():
+        ca.fc.weight.zero_()
+        ca.fc.bias.copy_(torch.cat([mu, logvar]))
+    return ca
+
+
+def test_ca_reparameterisation_with_fixed_generator():
+    ca = ConditioningAugmentation(embed_dim=6, cond_dim=4)
+    e = torch.randn(3, 6)
+    out = ca(e, generator=torch.Generator().manual_seed(7))
+    eps = torch.randn(3, 4, generator=torch.Generator().manual_seed(7))
+    assert_close(out.c, out.mu + torch.exp(0.5 * out.logvar) * eps)
+    assert out.c.shape == out.mu.shape == out.logvar.shape == (3, 4)
+
+
+def test_ca_eval_without_sampling_returns_mu():
+    ca = ConditioningAugmentation(embed_dim=6, cond_dim=4)
+    out = ca(torch.randn(3, 6), sample=False)
+    assert torch.equal(out.c, out.mu)
+
+
+def test_ca_logvar_not_clamped_so_sigma_can_be_below_one():
+    mu = torch.zeros(2)
+    logvar = torch.tensor([-4.0, -2.0])
+    ca = _ca_with(mu, logvar)
+    out = ca(torch.randn(500, 3), generator=torch.Generator().manual_seed(0))
+    assert_close(out.logvar[0], logvar)  # negative log-variance survives
+    sigma = torch.exp(0.5 * out.logvar)
+    assert (sigma < 1).all()
+    # The samples really are that narrow: empirical std ≈ exp(-2) = 0.135 and exp(-1) = 0.368.
+    assert_close(out.c.std(dim=0), torch.exp(0.5 * logvar), atol=0.04, rtol=0.0)
+
+
+def test_kl_closed_form():
+    mu = torch.tensor([[1.0, -2.0], [0.5, 0.0]])
+    logvar = torch.tensor([[0.0, 1.0], [-1.0, 2.0]])
+    e = torch.e
+    row0 = 0.5 * ((1 + 1 - 1 - 0) + (4 + e - 1 - 1))
+    row1 = 0.5 * ((0.25 + 1 / e - 1 + 1) + (0 + e**2 - 1 - 2))
+    assert_close(kl_divergence(mu, logvar), torch.tensor((row0 + row1) / 2))
+
+
+def test_kl_is_zero_for_standard_normal():
+    assert_close(kl_divergence(torch.zeros(3, 5), torch.zeros(3, 5)), torch.tensor(0.0))
+
+
+# --------------------------------------------------------------------------- EMA
+
+
+def _net() -> nn.Module:
+    return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+
+
+def _perturb(net: nn.Module) -> None:
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))
+        net[1].running_mean.add_(1.0)
+
+
+def test_ema_copy_is_frozen_eval_copy():
+    net = _net()
+    ema = EMA(net)
+    assert ema.module is not net
+    assert not ema.module.training
+    assert all(not p.requires_grad for p in ema.module.parameters())
+
+
+def test_ema_decay_zero_copies():
+    net = _net()
+    ema = EMA(net, decay=0.0)
+    _perturb(net)
+    ema.update(net)
+    assert_close(ema.module.state_dict(), net.state_dict())
+
+
+def test_ema_decay_one_keeps():
+    net = _net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    ema = EMA(net, decay=1.0)
+    _perturb(net)
+    ema.update(net)
+    for name, p in ema.module.named_parameters():
+        assert_close(p, before[name])
+    # Buffers are copied, not averaged.
+    assert_close(ema.module[1].running_mean, net[1].running_mean)
+
+
+def test_ema_exact_lerp():
+    net = nn.Linear(1, 1)
+    with torch.no_grad():
+        net.weight.fill_(2.0)
+        net.bias.fill_(-1.0)
+    ema = EMA(net, decay=0.75)
+    with torch.no_grad():
+        net.weight.fill_(6.0)
+        net.bias.fill_(3.0)
+    ema.update(net)
+    assert_close(ema.module.weight, torch.tensor([[3.0]]))  # 0.75·2 + 0.25·6
+    assert_close(ema.module.bias, torch.tensor([0.0]))  # 0.75·(−1) + 0.25·3
+
+
+def test_ema_state_dict_round_trip():
+    net = _net()
+    ema = EMA(net, decay=0.5)
+    _perturb(net)
+    ema.update(net)
+    other = EMA(_net(), decay=0.5)
+    other.load_state_dict(ema.state_dict())
+    assert_close(other.module.state_dict(), ema.module.state_dict())
+
+
+def test_ema_update_rejects_a_different_module():
+    ema = EMA(_net())
+    with pytest.raises(ValueError, match="parameter names"):
+        ema.update(nn.Linear(3, 4))
+
+
+def test_ema_rejects_bad_decay():
+    with pytest.raises(ValueError, match="decay"):
+        EMA(_net(), decay=1.5)
