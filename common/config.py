@@ -222,13 +222,25 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
 
 def _build(cls: type[T], data: dict[str, Any], source: str, prefix: str = "") -> T:
     fields = _fields(cls)
+    defaults = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:
             raise _unknown_key(source, prefix, key, list(fields))
-        kwargs[key] = _coerce(value, fields[key], f"{prefix}{key}", source)
-    # Nested dataclasses given partially: merge onto their defaults.
+        tp = fields[key]
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            # A section given partially is merged onto the parent's default for it, which
+            # may differ from the section class's own defaults (e.g. a root config that
+            # logs less often than RunConfig does by default).
+            value = _deep_merge(to_dict(_default_of(defaults[key])), value)
+        kwargs[key] = _coerce(value, tp, f"{prefix}{key}", source)
     return cls(**kwargs)
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>") -> T:
@@ -238,6 +250,7 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>") -> T:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict (lists, not tuples) of a dataclass config."""
+
     def plain(v: Any) -> Any:
         if dataclasses.is_dataclass(v):
             return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
@@ -285,7 +298,9 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
 
 def _prefer_text(value: Any, raw: str, tp: Any) -> Any:
     """``name=123`` into a ``str`` field means the text "123", not the int 123."""
-    allowed = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    allowed = (
+        typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    )
     if str in allowed and not isinstance(value, str) and value is not None:
         if not any(isinstance(value, a) for a in allowed if isinstance(a, type)):
             return raw
@@ -318,9 +333,7 @@ def apply_overrides(
     return data
 
 
-def load_config(
-    cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()
-) -> T:
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Defaults of ``cls`` <- YAML ``path`` (with includes) <- ``overrides``; strictly typed."""
     data: dict[str, Any] = {}
     source = "defaults"

@@ -62,8 +62,17 @@ def test_include_is_deep_merged_and_file_wins(tmp_path):
 
 def test_overrides_are_typed_and_win_over_file(tmp_path):
     cfg_file = write(tmp_path / "exp.yaml", "train: {lr: 0.01}\n")
-    cfg = load_config(Root, cfg_file, ["train.lr=1e-4", "model.d_head=split", "seed=3",
-                                       "train.betas=[0.0, 0.9]", "model.name=123"])
+    cfg = load_config(
+        Root,
+        cfg_file,
+        [
+            "train.lr=1e-4",
+            "model.d_head=split",
+            "seed=3",
+            "train.betas=[0.0, 0.9]",
+            "model.name=123",
+        ],
+    )
     assert cfg.train.lr == pytest.approx(1e-4)
     assert cfg.model.d_head == "split"
     assert cfg.seed == 3
@@ -86,7 +95,9 @@ def test_unknown_key_in_file_names_file_and_suggests(tmp_path):
 
 
 def test_unknown_override_suggests_closest():
-    with pytest.raises(ConfigError, match=r"unknown key 'model.d_haed' \(did you mean 'model.d_head'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'model.d_haed' \(did you mean 'model.d_head'"
+    ):
         load_config(Root, None, ["model.d_haed=split"])
 
 
@@ -152,3 +163,13 @@ def test_to_dict_round_trips_through_load(tmp_path):
     dumped = write(tmp_path / "dump.yaml", yaml.safe_dump(to_dict(cfg)))
     again = load_config(Root, dumped)
     assert again == cfg
+
+
+@dataclass
+class Quiet:
+    run: RunConfig = field(default_factory=lambda: RunConfig(log_every=1000, sample_every=7))
+
+
+def test_partial_section_merges_onto_parent_default():
+    cfg = load_config(Quiet, None, ["run.dir=x"])
+    assert (cfg.run.dir, cfg.run.log_every, cfg.run.sample_every) == ("x", 1000, 7)

@@ -1,0 +1,382 @@
+"""Mode collapse on 2-D Gaussian mixtures, unconditional and class-conditional.
+
+The lecture notes' lesson (SEEDS.md items 1, 2, 18, 19): a GAN trained by alternating D
+and G steps can drop whole modes of the data (mode dropping) or pile its samples onto a
+few points (mode collapse). Two mixtures make that visible and countable:
+
+* ``ring8``: 8 Gaussians on a circle of radius 2 (Metz et al. 2017, Unrolled GANs §3.1);
+* ``grid25``: 25 Gaussians on a 5×5 grid over [-4, 4]² (Srivastava et al. 2017, VEEGAN §5).
+
+Losses: BCE with one-sided label smoothing (Salimans et al. 2016), WGAN with weight clipping
+and RMSProp (Arjovsky et al. 2017), WGAN-GP (Gulrajani et al. 2017) and hinge (Lim & Ye
+2017). Conditional runs give G and D the mode index as a one-hot class and use one of the
+shared discriminator heads (``combined`` | ``split`` | ``projection``).
+
+Metrics (on ``train.eval_samples`` samples of the EMA generator):
+* ``hq``: fraction of samples within 3σ of their nearest mode centre;
+* ``modes``: modes that receive at least ``min_share`` of their fair share n/K of
+  high-quality samples (a mode with a handful of stray samples is not "covered");
+* conditional only, ``label_acc``: fraction of samples whose nearest mode is the label,
+  and ``label_hq``: ... and within 3σ of it.
+
+    python -m research.toy2d data.mixture=grid25 loss.kind=wgan-gp
+    python -m research.toy2d model.d_head=split train.steps=3000 --run-dir runs/toy2d/split
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from common.config import RunConfig, RuntimeConfig, parse_cli
+from common.discriminators import ConditionalDiscriminator, DOut, make_head
+from common.io import atomic_write_json
+from common.losses import (
+    DEFAULT_D_WEIGHTS,
+    clip_weights,
+    conditional_d_losses,
+    conditional_g_losses,
+    gradient_penalty,
+    mismatch_indices,
+)
+from common.nn import EMA, mlp
+from common.rundir import open_run
+from common.runtime import Runtime, broadcast_module
+from common.training import Hook, NonFiniteLossError, Phase, TrainState, restore, train
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass
+class DataConfig:
+    mixture: Literal["ring8", "grid25"] = "ring8"
+    std: float = 0.05  # per-mode standard deviation σ
+    batch_size: int = 256
+
+
+@dataclass
+class ModelConfig:
+    z_dim: int = 16
+    hidden: int = 128
+    depth: int = 3
+    # "none" = unconditional; otherwise the class-conditional head from common/.
+    d_head: Literal["none", "combined", "split", "projection"] = "none"
+    cond_ch: int = 16  # width of D's compressed condition code
+
+
+@dataclass
+class LossConfig:
+    kind: Literal["bce", "minimax", "hinge", "lsgan", "wgan", "wgan-gp"] = "bce"
+    smoothing: float = 0.1  # one-sided: real target 1 - smoothing (bce/minimax only)
+    n_critic: int | None = None  # None: 5 for wgan/wgan-gp (Arjovsky et al. Alg. 1), else 1
+    clip: float = 0.01  # WGAN weight clipping c
+    mismatch: Literal["roll", "class"] = "class"  # how wrong conditions are drawn
+    weights: dict[str, float] = field(default_factory=lambda: {"d/gp": 10.0})
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["auto", "adam", "rmsprop"] = "auto"  # auto: rmsprop for wgan, else adam
+    lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 4000
+    ema_decay: float = 0.995
+    eval_samples: int = 2500
+    min_share: float = 0.2
+
+
+@dataclass
+class Toy2DConfig:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(
+        default_factory=lambda: RunConfig(sample_every=1000, log_every=100, checkpoint_every=1000)
+    )
+    runtime: RuntimeConfig = field(
+        default_factory=lambda: RuntimeConfig(precision="fp32", threads=1)
+    )
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def mode_centres(mixture: str) -> Tensor:
+    """Tensor[K, 2] of mode centres."""
+    if mixture == "ring8":
+        angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+        return (2.0 * torch.stack([angles.cos(), angles.sin()], dim=1)).float()
+    if mixture == "grid25":
+        axis = torch.linspace(-4.0, 4.0, 5)
+        return torch.cartesian_prod(axis, axis)
+    raise ValueError(f"data.mixture must be ring8 or grid25, got {mixture!r}")
+
+
+class MixtureSource:
+    """Endless (x: Tensor[B, 2], label: Tensor[B]) batches; position = its RNG state."""
+
+    def __init__(self, centres: Tensor, std: float, batch_size: int, seed: int, device):
+        self.centres, self.std, self.batch_size, self.device = centres, std, batch_size, device
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def next(self) -> tuple[Tensor, Tensor]:
+        label = torch.randint(len(self.centres), (self.batch_size,), generator=self.gen)
+        noise = torch.randn(self.batch_size, 2, generator=self.gen) * self.std
+        return (self.centres[label] + noise).to(self.device), label.to(self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["gen"])
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class Generator(nn.Module):
+    """G(z, y): MLP from noise (and a one-hot class) to a 2-D point."""
+
+    def __init__(self, z_dim: int, n_classes: int, hidden: int, depth: int):
+        super().__init__()
+        self.z_dim, self.n_classes = z_dim, n_classes
+        self.net = mlp(z_dim + n_classes, hidden, 2, depth, act="relu")
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:  # (B, z) -> (B, 2)
+        return self.net(z if y is None else torch.cat([z, y], dim=1))
+
+
+def build_discriminator(cfg: ModelConfig, n_classes: int) -> ConditionalDiscriminator:
+    backbone = mlp(2, cfg.hidden, cfg.hidden, cfg.depth, act="lrelu")
+    backbone.append(nn.LeakyReLU(0.2))
+    head = make_head(cfg.d_head, cfg.hidden, n_classes, cond_ch=cfg.cond_ch, hidden=cfg.hidden)
+    return ConditionalDiscriminator(backbone, head)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def mode_metrics(
+    x: Tensor, centres: Tensor, std: float, min_share: float, labels: Tensor | None = None
+) -> dict[str, float]:
+    """Coverage and quality of samples ``x: Tensor[N, 2]`` against mode ``centres``."""
+    dist = torch.cdist(x.float(), centres)  # (N, K)
+    nearest_d, nearest = dist.min(dim=1)
+    hq = nearest_d < 3 * std
+    counts = torch.bincount(nearest[hq], minlength=len(centres))
+    fair = len(x) / len(centres)
+    out = {"hq": hq.float().mean().item(), "modes": int((counts >= min_share * fair).sum().item())}
+    if labels is not None:
+        right = nearest == labels
+        out["label_acc"] = right.float().mean().item()
+        out["label_hq"] = (right & hq).float().mean().item()
+    return out
+
+
+@torch.no_grad()
+def sample(
+    g: nn.Module, n: int, n_classes: int, gen: torch.Generator, device
+) -> tuple[Tensor, Tensor | None]:
+    z = torch.randn(n, g.z_dim, generator=gen).to(device)
+    if not n_classes:
+        return g(z), None
+    labels = torch.arange(n) % n_classes
+    return g(z, F.one_hot(labels, n_classes).float().to(device)), labels.to(device)
+
+
+def scatter_png(points: Tensor, centres: Tensor, title: str):
+    """A scatter plot of samples over the mode centres, as an (H, W, 3) uint8 array."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.2, 3.2), dpi=100)
+    pts = points.float().cpu().numpy()
+    ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.4, color="#1f77b4", linewidths=0)
+    ax.scatter(centres[:, 0], centres[:, 1], s=12, color="#d62728", marker="x")
+    lim = 5.0 if len(centres) > 8 else 3.0
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=title)
+    ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def build_phases(
+    cfg: Toy2DConfig, g: Generator, d: ConditionalDiscriminator, n_classes: int, device
+) -> list[Phase]:
+    kind = cfg.loss.kind
+    onehot = (lambda y: F.one_hot(y, n_classes).float()) if n_classes else (lambda y: None)
+
+    smoothing = cfg.loss.smoothing if kind in ("bce", "minimax") else 0.0  # BCE-only trick
+
+    def d_loss(state: TrainState, batch) -> dict[str, Tensor]:
+        x, y = batch
+        c = onehot(y)
+        z = torch.randn(len(x), cfg.model.z_dim, device=device)
+        with torch.no_grad():
+            fake = g(z, c)
+        real_right, fake_right = d(x, c), d(fake, c)
+        real_wrong: DOut | None = None
+        if n_classes:
+            labels = y if cfg.loss.mismatch == "class" else None
+            real_wrong = d(x, c[mismatch_indices(len(x), labels)])
+        losses = conditional_d_losses(real_right, real_wrong, fake_right, kind, smoothing=smoothing)
+        if kind == "wgan-gp":  # Gulrajani et al. 2017 eq. 3, on the joint/realism score
+            losses["d/gp"] = gradient_penalty(lambda v, cond: _score(d(v, cond)), x, fake, c)
+        return losses
+
+    def g_loss(state: TrainState, batch) -> dict[str, Tensor]:
+        x, y = batch
+        c = onehot(y)
+        z = torch.randn(len(x), cfg.model.z_dim, device=device)
+        return conditional_g_losses(d(g(z, c), c), kind)
+
+    wgan = kind in ("wgan", "wgan-gp")
+    n_critic = cfg.loss.n_critic or (5 if wgan else 1)
+    clip = (lambda state: clip_weights(d, cfg.loss.clip)) if kind == "wgan" else None
+    # Conditional D terms default to StackGAN's weights (real 1, wrong ½, fake ½); config wins.
+    d_weights = {k: v for k, v in DEFAULT_D_WEIGHTS.items() if n_classes and k in D_TERMS}
+    d_weights.update({k: v for k, v in cfg.loss.weights.items() if k.startswith("d/")})
+    if kind != "wgan-gp":
+        d_weights.pop("d/gp", None)
+    g_weights = {k: v for k, v in cfg.loss.weights.items() if k.startswith("g/")}
+    return [
+        Phase("d", "d", d_loss, weights=d_weights, repeats=n_critic, after_update=clip),
+        Phase("g", "g", g_loss, weights=g_weights),
+    ]
+
+
+# The D terms a class-conditional head produces here (split adds match/mismatch).
+D_TERMS = ("d/real", "d/wrong", "d/fake", "d/match", "d/mismatch")
+
+
+def _score(out: DOut) -> Tensor:
+    return out.joint if out.joint is not None else out.realism
+
+
+def make_optimizer(cfg: OptimConfig, kind: str, params) -> torch.optim.Optimizer:
+    name = cfg.name if cfg.name != "auto" else ("rmsprop" if kind == "wgan" else "adam")
+    if name == "rmsprop":  # Arjovsky et al. 2017 §3: momentum hurts with weight clipping
+        return torch.optim.RMSprop(params, lr=cfg.lr)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+def build(
+    cfg: Toy2DConfig, n_classes: int, centres: Tensor, runtime: Runtime
+) -> tuple[TrainState, list[Phase], MixtureSource]:
+    """Networks, optimisers, EMA, phases and data for one run (also used by the benchmark)."""
+    device = runtime.device
+    g = Generator(cfg.model.z_dim, n_classes, cfg.model.hidden, cfg.model.depth).to(device)
+    d = build_discriminator(cfg.model, n_classes).to(device)
+    broadcast_module(g)  # under torchrun every rank starts from rank 0's initialisation
+    broadcast_module(d)
+    state = TrainState(
+        nets={"g": g, "d": d},
+        optimizers={
+            "g": make_optimizer(cfg.optim, cfg.loss.kind, g.parameters()),
+            "d": make_optimizer(cfg.optim, cfg.loss.kind, d.parameters()),
+        },
+        ema=EMA(g, cfg.train.ema_decay),
+    )
+    data = MixtureSource(
+        centres.cpu(),
+        cfg.data.std,
+        cfg.data.batch_size,
+        seed=cfg.seed * 1000 + runtime.rank,
+        device=device,
+    )
+    return state, build_phases(cfg, g, d, n_classes, device), data
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    inv = parse_cli(
+        Toy2DConfig, argv, prog="python -m research.toy2d", description=__doc__.split("\n\n")[0]
+    )
+    cfg: Toy2DConfig = inv.config
+    run = open_run(cfg, inv, kind="toy2d")
+    device = run.runtime.device
+    centres = mode_centres(cfg.data.mixture).to(device)
+    n_classes = len(centres) if cfg.model.d_head != "none" else 0
+
+    state, phases, data = build(cfg, n_classes, centres, run.runtime)
+    if inv.resume:
+        if run.checkpointer.latest() is not None:
+            restore(state, data, run.checkpointer)
+        run.tracker.truncate_after(state.step)  # drop log lines past the restored step
+
+    probe = torch.Generator().manual_seed(12345)  # fixed probe latents (STYLE.md item 8)
+    probe_state = probe.get_state()
+
+    def snapshot(st: TrainState) -> None:
+        probe.set_state(probe_state)
+        pts, _ = sample(st.ema.module, 1000, n_classes, probe, device)
+        if run.runtime.is_main:
+            np.save(run.dir / "samples" / f"points_step{st.step:06d}.npy", pts.cpu().numpy())
+        run.tracker.log_image(
+            "samples/scatter", scatter_png(pts, centres.cpu(), f"step {st.step}"), step=st.step
+        )
+
+    (run.dir / "samples").mkdir(parents=True, exist_ok=True)
+    try:
+        train(
+            state,
+            phases,
+            data,
+            steps=cfg.train.steps,
+            runtime=run.runtime,
+            tracker=run.tracker,
+            checkpointer=run.checkpointer,
+            checkpoint_every=cfg.run.checkpoint_every,
+            log_every=cfg.run.log_every,
+            hooks=[Hook(cfg.run.sample_every, snapshot)],
+        )
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        run.close()
+        raise SystemExit(1) from None
+
+    results = evaluate(cfg, state, centres, n_classes, device)
+    run.tracker.log({f"eval/{k}": v for k, v in results.items()}, step=state.step)
+    run.tracker.summary({f"eval/{k}": v for k, v in results.items()})
+    if run.runtime.is_main:
+        atomic_write_json(run.dir / "eval.json", {f"eval/{k}": v for k, v in results.items()})
+    run.close()
+    return results
+
+
+def evaluate(
+    cfg: Toy2DConfig, state: TrainState, centres: Tensor, n_classes: int, device
+) -> dict[str, float]:
+    """Mode metrics of the EMA generator (and the raw G, for comparison)."""
+    out: dict[str, float] = {}
+    for prefix, net in (("", state.ema.module), ("raw/", state.nets["g"])):
+        gen = torch.Generator().manual_seed(cfg.seed + 777)
+        x, labels = sample(net, cfg.train.eval_samples, n_classes, gen, device)
+        metrics = mode_metrics(x, centres, cfg.data.std, cfg.train.min_share, labels)
+        out.update({f"{prefix}{k}": v for k, v in metrics.items()})
+    return out
+
+
+if __name__ == "__main__":
+    main()

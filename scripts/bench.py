@@ -1,0 +1,123 @@
+"""Benchmarks: ``python -m scripts.bench [--only NAME ...] [--out reports/bench.json]``.
+
+Each benchmark returns a dict of measured figures; results are merged into one JSON file
+(keyed by benchmark name, with machine facts and a timestamp) so later issues add entries
+without losing earlier ones. Protocol (METRICS.md "Speed"): warm up, then the median of
+several timed repeats, naming the thread count and the dtype.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from common.io import atomic_write_json
+
+BENCHES: dict[str, Callable[[], dict[str, Any]]] = {}
+
+
+def bench(name: str):
+    def register(fn: Callable[[], dict[str, Any]]):
+        BENCHES[name] = fn
+        return fn
+
+    return register
+
+
+def timed(fn: Callable[[], None], *, warmup: int, repeats: int) -> list[float]:
+    """Seconds per call of ``fn`` over ``repeats`` timed calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+@bench("toy2d_step")
+def toy2d_step() -> dict[str, Any]:
+    """One toy 2-D training step (D update + G update + EMA), batch 256, MLP width 256."""
+    from common.config import RuntimeConfig
+    from common.runtime import setup_runtime
+    from research.toy2d import Toy2DConfig, mode_centres
+    from research.toy2d import build as build_toy
+
+    results: dict[str, Any] = {}
+    for loss in ("bce", "wgan-gp"):
+        cfg = Toy2DConfig()
+        cfg.loss.kind = loss
+        runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), seed=0)
+        centres = mode_centres(cfg.data.mixture)
+        state, phases, data = build_toy(cfg, 0, centres, runtime)
+        steps_per_call = 50
+        run = functools.partial(_toy_steps, state, phases, data, runtime, steps_per_call)
+        times = timed(run, warmup=1, repeats=5)
+        per_step = statistics.median(times) / steps_per_call
+        results[loss] = {
+            "ms_per_step": round(per_step * 1e3, 3),
+            "steps_per_s": round(1 / per_step, 1),
+            "n_critic": phases[0].repeats,
+        }
+    return {"threads": 1, "dtype": "fp32", "batch": 256, **results}
+
+
+def _toy_steps(state, phases, data, runtime, n: int) -> None:
+    from common.training import train
+
+    train(state, phases, data, steps=state.step + n, runtime=runtime, tracker=_NullTracker(),
+          log_every=10**9)
+
+
+class _NullTracker:
+    """Benchmarks log nothing."""
+
+    def log(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def progress(self, total: int, initial: int = 0) -> _NullTracker:
+        return self
+
+    def update(self, *args: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__)
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHES), help="benchmarks to run")
+    parser.add_argument("--out", type=Path, default=Path("reports/bench.json"))
+    args = parser.parse_args(argv)
+    out: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for name in args.only or sorted(BENCHES):
+        print(f"bench {name} ...", flush=True)
+        result = BENCHES[name]()
+        out[name] = {
+            **result,
+            "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "machine": {
+                "cpu": platform.processor() or platform.machine(),
+                "cores": os.cpu_count(),
+                "torch": torch.__version__,
+            },
+        }
+        print(json.dumps({name: result}, indent=2))
+    atomic_write_json(args.out, out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
