@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
+from einops.layers.torch import Rearrange
 from torch import Tensor, nn
 
 from common.nn.blocks import maybe_spectral_norm
@@ -115,9 +116,20 @@ class _Head(nn.Module):
         self.spectral = spectral
 
     def _score(self, in_ch: int) -> nn.Module:
-        """Final conv to one logit: 1x1 (patch) or full-map kernel (global)."""
-        kernel = 1 if self.patch else self.spatial
-        return maybe_spectral_norm(nn.Conv2d(in_ch, 1, kernel), self.spectral)
+        """Final layer to one logit: per position (patch) or over the whole map (global).
+
+        Written as Linear layers on channel-last tensors: a 1x1 conv is a Linear over
+        channels and StackGAN's full-map final conv is a Linear over (h w c). Same maths,
+        several times faster on CPU, especially under the double backward of a gradient
+        penalty.
+        """
+        if self.patch:
+            return maybe_spectral_norm(nn.Linear(in_ch, 1), self.spectral)
+        h, w = self.spatial
+        return nn.Sequential(
+            Rearrange("b h w c -> b 1 1 (h w c)"),
+            maybe_spectral_norm(nn.Linear(h * w * in_ch, 1), self.spectral),
+        )
 
     def _compressor(self) -> nn.Module:
         """Linear E → cond_ch, applied per position (a 1x1 conv on maps)."""
@@ -141,22 +153,34 @@ class _Head(nn.Module):
         return f
 
     def _code(self, compress: nn.Module, cond: Tensor, size: tuple[int, int]) -> Tensor:
-        """cond → Tensor[B, cond_ch, h, w]: resize / tile, then Linear + LeakyReLU per position."""
+        """cond → Tensor[B, h, w, cond_ch] (channel-last): resize / tile, Linear + LeakyReLU."""
         c = rearrange(condition_map(cond, size), "b e h w -> b h w e")
-        return rearrange(F.leaky_relu(compress(c), 0.2), "b h w k -> b k h w")
+        return F.leaky_relu(compress(c), 0.2)
 
     @staticmethod
     def _flat(logits: Tensor) -> Tensor:
-        return rearrange(logits, "b 1 h w -> b (h w)")  # (B, P)
+        return rearrange(logits, "b h w 1 -> b (h w)")  # (B, P)
+
+
+class _ChannelLastBN(nn.BatchNorm1d):
+    """BatchNorm over the last (channel) axis of Tensor[B, h, w, C] (= BatchNorm2d)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.reshape(-1, x.shape[-1])).view_as(x)
 
 
 def _fuse(in_ch: int, hidden: int, norm: str | None, spectral: bool) -> nn.Sequential:
-    """1x1 conv → optional batch norm → LeakyReLU(0.2): where image and condition interact."""
+    """1x1 conv (a per-position Linear) → optional batch norm → LeakyReLU(0.2): where image
+    and condition interact. Works on channel-last Tensor[B, h, w, C]."""
     if norm not in (None, "bn"):
         raise ValueError(f"head norm must be None or 'bn', got {norm!r}")
-    conv = maybe_spectral_norm(nn.Conv2d(in_ch, hidden, 1, bias=norm is None), spectral)
-    bn = nn.BatchNorm2d(hidden) if norm == "bn" else nn.Identity()
-    return nn.Sequential(conv, bn, nn.LeakyReLU(0.2))
+    linear = maybe_spectral_norm(nn.Linear(in_ch, hidden, bias=norm is None), spectral)
+    bn = _ChannelLastBN(hidden) if norm == "bn" else nn.Identity()
+    return nn.Sequential(linear, bn, nn.LeakyReLU(0.2))
+
+
+def _channel_last(f: Tensor) -> Tensor:
+    return rearrange(f, "b c h w -> b h w c")
 
 
 class UnconditionalHead(_Head):
@@ -171,7 +195,7 @@ class UnconditionalHead(_Head):
 
     def forward(self, features: Tensor, cond: Tensor | None = None) -> DOut:
         """features: Tensor[B, C, h, w] → DOut(realism=Tensor[B, P])."""
-        f = self._check(features, None)
+        f = _channel_last(self._check(features, None))
         return DOut(realism=self._flat(self.score(f)))
 
 
@@ -191,8 +215,8 @@ class CombinedHead(_Head):
     def forward(self, features: Tensor, cond: Tensor) -> DOut:
         """features: Tensor[B, C, h, w]; cond: Tensor[B, E] or [B, E, H, W] → DOut(joint=[B, P])."""
         f = self._check(features, cond)
-        code = self._code(self.compress, cond, f.shape[-2:])  # (B, cond_ch, h, w)
-        joint = self.score(self.fuse(torch.cat([f, code], dim=1)))
+        code = self._code(self.compress, cond, f.shape[-2:])  # (B, h, w, cond_ch)
+        joint = self.score(self.fuse(torch.cat([_channel_last(f), code], dim=-1)))
         return DOut(joint=self._flat(joint))
 
 
@@ -212,8 +236,8 @@ class SplitHead(_Head):
     def __init__(self, feat_ch: int, cond_dim: int, *, norm: str | None = None, **kwargs) -> None:
         super().__init__(feat_ch, cond_dim, **kwargs)
         self.score_realism = self._score(feat_ch)
-        conv = maybe_spectral_norm(nn.Conv2d(feat_ch, self.hidden, 1), self.spectral)
-        self.image_code = nn.Sequential(conv, nn.LeakyReLU(0.2))
+        linear = maybe_spectral_norm(nn.Linear(feat_ch, self.hidden), self.spectral)
+        self.image_code = nn.Sequential(linear, nn.LeakyReLU(0.2))  # a 1x1 conv, channel-last
         self.compress = self._compressor()
         self.fuse = _fuse(self.hidden + self.cond_ch, self.hidden, norm, self.spectral)
         self.score_match = self._score(self.hidden)
@@ -222,9 +246,10 @@ class SplitHead(_Head):
         """features: Tensor[B, C, h, w]; cond: Tensor[B, E] or [B, E, H, W]
         → DOut(realism=[B, P], match=[B, P])."""
         f = self._check(features, cond)
+        code = self._code(self.compress, cond, f.shape[-2:])  # (B, h, w, cond_ch)
+        f = _channel_last(f)
         realism = self.score_realism(f)
-        code = self._code(self.compress, cond, f.shape[-2:])  # (B, cond_ch, h, w)
-        match = self.score_match(self.fuse(torch.cat([self.image_code(f), code], dim=1)))
+        match = self.score_match(self.fuse(torch.cat([self.image_code(f), code], dim=-1)))
         return DOut(realism=self._flat(realism), match=self._flat(match))
 
 

@@ -45,6 +45,7 @@ from common.losses import (
     conditional_g_losses,
     gradient_penalty,
     mismatch_indices,
+    r1_penalty,
 )
 from common.nn import EMA, mlp
 from common.rundir import open_run
@@ -78,6 +79,7 @@ class LossConfig:
     n_critic: int | None = None  # None: 5 for wgan/wgan-gp (Arjovsky et al. Alg. 1), else 1
     clip: float = 0.01  # WGAN weight clipping c
     mismatch: Literal["roll", "class"] = "class"  # how wrong conditions are drawn
+    # Loss weights keyed by logged name; d/gp applies to wgan-gp, d/r1 (γ) to any kind when > 0.
     weights: dict[str, float] = field(default_factory=lambda: {"d/gp": 10.0})
 
 
@@ -236,6 +238,8 @@ def build_phases(
         z = torch.randn(len(x), cfg.model.z_dim, device=device)
         with torch.no_grad():
             fake = g(z, c)
+        use_r1 = cfg.loss.weights.get("d/r1", 0.0) > 0
+        x = x.requires_grad_(use_r1)
         real_right, fake_right = d(x, c), d(fake, c)
         real_wrong: DOut | None = None
         if n_classes:
@@ -244,6 +248,8 @@ def build_phases(
         losses = conditional_d_losses(real_right, real_wrong, fake_right, kind, smoothing=smoothing)
         if kind == "wgan-gp":  # Gulrajani et al. 2017 eq. 3, on the joint/realism score
             losses["d/gp"] = gradient_penalty(lambda v, cond: _score(d(v, cond)), x, fake, c)
+        if use_r1:  # Mescheder et al. 2018 eq. 9: zero-centred penalty on real data
+            losses["d/r1"] = r1_penalty(_score(real_right), x)
         return losses
 
     def g_loss(state: TrainState, batch) -> dict[str, Tensor]:
