@@ -19,7 +19,7 @@ from common.nn.ca import kl_divergence  # one definition, re-exported here
 
 __all__ = [
     "ADV_KINDS",
-    "DEFAULT_D_WEIGHTS",
+    "default_d_weights",
     "DEFAULT_G_WEIGHTS",
     "clip_weights",
     "conditional_d_losses",
@@ -37,19 +37,22 @@ __all__ = [
 
 ADV_KINDS = ("bce", "minimax", "hinge", "lsgan", "wgan", "wgan-gp")
 
-# Matching-aware D weights. StackGAN's official code uses
-# errD = errD_real + (errD_wrong + errD_fake) * 0.5, i.e. real 1, wrong ½, fake ½, so the
-# two "negative" pairs together weigh as much as the positive one. The split-head entries
-# (match / mismatch / match_fake) default to 1. Note "d/fake" is shared by the joint and
-# split losses, so a split run using this table also weights realism-on-fakes by ½.
-DEFAULT_D_WEIGHTS: dict[str, float] = {
-    "d/real": 1.0,
-    "d/wrong": 0.5,
-    "d/fake": 0.5,
-    "d/match": 1.0,
-    "d/mismatch": 1.0,
-    "d/match_fake": 1.0,
-}
+def default_d_weights(head: str) -> dict[str, float]:
+    """D loss weights for a head kind, keyed by the names :func:`conditional_d_losses` logs.
+
+    Joint heads (combined, projection) follow StackGAN's official code,
+    errD = errD_real + (errD_wrong + errD_fake) * 0.5: the two "negative" pairs together
+    weigh as much as the positive one. Split and unconditional heads weigh every term 1.
+    """
+    if head in ("combined", "projection"):
+        return {"d/real": 1.0, "d/wrong": 0.5, "d/fake": 0.5}
+    if head == "split":
+        return {"d/real": 1.0, "d/fake": 1.0, "d/match": 1.0, "d/mismatch": 1.0}
+    if head == "none":
+        return {"d/real": 1.0, "d/fake": 1.0}
+    raise ValueError(f"unknown head kind {head!r}; valid kinds: combined, split, projection, none")
+
+
 DEFAULT_G_WEIGHTS: dict[str, float] = {"g/adv": 1.0, "g/match": 1.0}
 
 

@@ -39,10 +39,10 @@ from common.config import RunConfig, RuntimeConfig, parse_cli
 from common.discriminators import ConditionalDiscriminator, DOut, make_head
 from common.io import atomic_path, atomic_write_json
 from common.losses import (
-    DEFAULT_D_WEIGHTS,
     clip_weights,
     conditional_d_losses,
     conditional_g_losses,
+    default_d_weights,
     gradient_penalty,
     mismatch_indices,
     r1_penalty,
@@ -268,8 +268,8 @@ def build_phases(
     wgan = kind in ("wgan", "wgan-gp")
     n_critic = cfg.loss.n_critic or (5 if wgan else 1)
     clip = (lambda state: clip_weights(d, cfg.loss.clip)) if kind == "wgan" else None
-    # Conditional D terms default to StackGAN's weights (real 1, wrong ½, fake ½); config wins.
-    d_weights = {k: v for k, v in DEFAULT_D_WEIGHTS.items() if n_classes and k in D_TERMS}
+    # Per-head defaults (StackGAN's real 1, wrong ½, fake ½ for joint heads); config wins.
+    d_weights = default_d_weights(cfg.model.d_head)
     d_weights.update({k: v for k, v in cfg.loss.weights.items() if k.startswith("d/")})
     if kind != "wgan-gp":
         d_weights.pop("d/gp", None)
@@ -278,10 +278,6 @@ def build_phases(
         Phase("d", "d", d_loss, weights=d_weights, repeats=n_critic, after_update=clip),
         Phase("g", "g", g_loss, weights=g_weights),
     ]
-
-
-# The D terms a class-conditional head produces here (split adds match/mismatch).
-D_TERMS = ("d/real", "d/wrong", "d/fake", "d/match", "d/mismatch")
 
 
 def _score(out: DOut) -> Tensor:

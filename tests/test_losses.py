@@ -10,12 +10,12 @@ from torch.testing import assert_close
 from common.discriminators import DOut
 from common.losses import (
     ADV_KINDS,
-    DEFAULT_D_WEIGHTS,
     clip_weights,
     conditional_d_losses,
     conditional_g_losses,
     d_fake_loss,
     d_real_loss,
+    default_d_weights,
     g_adv_loss,
     gradient_penalty,
     kl_divergence,
@@ -295,7 +295,7 @@ def test_conditional_g_losses_keys_and_values():
 def test_weighted_sum_uses_weights_and_documented_default():
     losses = {"d/real": torch.tensor(2.0), "d/wrong": torch.tensor(3.0)}
     losses["d/fake"] = torch.tensor(5.0)
-    weights = {k: DEFAULT_D_WEIGHTS[k] for k in losses}
+    weights = default_d_weights("combined")  # StackGAN: real 1, wrong ½, fake ½
     assert_close(weighted_sum(losses, weights), torch.tensor(2.0 + 1.5 + 2.5))
     assert_close(weighted_sum(losses, {"d/real": 0.0}, default=2.0), torch.tensor(16.0))
 
@@ -311,3 +311,17 @@ def test_weighted_sum_keeps_gradients():
     x = torch.tensor(2.0, requires_grad=True)
     weighted_sum({"g/adv": x * x}, {"g/adv": 0.5}).backward()
     assert_close(x.grad, torch.tensor(2.0))
+
+
+def test_default_d_weights_cover_exactly_the_terms_each_head_produces():
+    from common.discriminators import DOut
+
+    logits = torch.zeros(4, 1)
+    joint, split = DOut(joint=logits), DOut(realism=logits, match=logits)
+    for head, out in (("combined", joint), ("projection", joint), ("split", split)):
+        terms = conditional_d_losses(out, out, out, "bce")
+        assert set(default_d_weights(head)) == set(terms)
+    plain = DOut(realism=logits)
+    assert set(default_d_weights("none")) == set(conditional_d_losses(plain, None, plain, "bce"))
+    with pytest.raises(ValueError, match="unknown head kind"):
+        default_d_weights("joint")
