@@ -100,7 +100,6 @@ def open_run(cfg: Any, inv: Invocation, *, kind: str) -> Run:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     digest = config_hash(cfg)
-    id_file = run_dir / "wandb_id.txt"
     tracker = Tracker(
         run_dir,
         to_dict(cfg),
@@ -110,7 +109,8 @@ def open_run(cfg: Any, inv: Invocation, *, kind: str) -> Run:
         tags=list(cfg.run.tags),
         wandb_mode=cfg.run.wandb_mode,
         is_main=runtime.is_main,
-        resume_id=id_file.read_text().strip() if inv.resume and id_file.exists() else None,
+        resume_id=Tracker.stored_wandb_id(run_dir) if inv.resume else None,
+        resume=inv.resume,  # the entry truncates metrics.jsonl to the restored step
     )
     checkpointer = Checkpointer(
         run_dir / "checkpoints", digest, keep=cfg.run.keep_checkpoints, rank=runtime.rank

@@ -309,6 +309,7 @@ class Tracker:
         wandb_mode: str = "auto",
         is_main: bool = True,
         resume_id: str | None = None,
+        resume: bool = False,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.is_main = is_main
@@ -326,13 +327,13 @@ class Tracker:
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         stored = self.stored_wandb_id(self.run_dir)
-        if resume_id is None and stored is not None:
+        if not resume and resume_id is None and stored is not None:
             warnings.warn(
                 f"{self.run_dir} already holds W&B run {stored}; starting a NEW W&B run. "
                 f"Pass resume_id={stored!r} to continue it.",
                 stacklevel=2,
             )
-        if resume_id is None and (self.run_dir / METRICS_FILE).exists():
+        if not resume and (self.run_dir / METRICS_FILE).exists():
             warnings.warn(
                 f"{self.run_dir / METRICS_FILE} exists; appending to it (on resume, call "
                 "truncate_after(step) first)",

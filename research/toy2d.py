@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from common.checkpoint import CheckpointError
 from common.config import RunConfig, RuntimeConfig, parse_cli
 from common.discriminators import ConditionalDiscriminator, DOut, make_head
 from common.io import atomic_path, atomic_write_json
@@ -48,7 +49,7 @@ from common.losses import (
     r1_penalty,
 )
 from common.nn import EMA, mlp
-from common.rundir import open_run
+from common.rundir import RunDirError, open_run
 from common.runtime import Runtime, broadcast_module
 from common.training import Hook, NonFiniteLossError, Phase, TrainState, restore, train
 
@@ -324,7 +325,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         Toy2DConfig, argv, prog="python -m research.toy2d", description=__doc__.split("\n\n")[0]
     )
     cfg: Toy2DConfig = inv.config
-    run = open_run(cfg, inv, kind="toy2d")
+    try:
+        run = open_run(cfg, inv, kind="toy2d")
+    except (RunDirError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     device = run.runtime.device
     centres = mode_centres(cfg.data.mixture).to(device)
     n_classes = len(centres) if cfg.model.d_head != "none" else 0
@@ -332,7 +337,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     state, phases, data = build(cfg, n_classes, centres, run.runtime)
     if inv.resume:
         if run.checkpointer.latest() is not None:
-            restore(state, data, run.checkpointer)
+            try:
+                restore(state, data, run.checkpointer)
+            except CheckpointError as err:
+                print(f"error: {err}", file=sys.stderr)
+                run.close()
+                raise SystemExit(2) from None
         run.tracker.truncate_after(state.step)  # drop log lines past the restored step
 
     probe = torch.Generator().manual_seed(12345)  # fixed probe latents (STYLE.md item 8)

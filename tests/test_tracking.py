@@ -228,7 +228,7 @@ def test_resume_continues_the_same_wandb_run(wandb_env, tmp_path) -> None:
         first.log({"train/loss": 1.0}, step=1)
     stored = Tracker.stored_wandb_id(run_dir)
     assert stored == first.wandb_id
-    with Tracker(run_dir, {"a": 1}, wandb_mode="offline", resume_id=stored) as second:
+    with Tracker(run_dir, {"a": 1}, wandb_mode="offline", resume_id=stored, resume=True) as second:
         second.truncate_after(1)
         second.log({"train/loss": 0.5}, step=2)
     assert second.wandb_id == stored
