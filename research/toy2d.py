@@ -7,10 +7,11 @@ few points (mode collapse). Two mixtures make that visible and countable:
 * ``ring8``: 8 Gaussians on a circle of radius 2 (Metz et al. 2017, Unrolled GANs §3.1);
 * ``grid25``: 25 Gaussians on a 5×5 grid over [-4, 4]² (Srivastava et al. 2017, VEEGAN §5).
 
-Losses: BCE with one-sided label smoothing (Salimans et al. 2016), WGAN with weight clipping
-and RMSProp (Arjovsky et al. 2017), WGAN-GP (Gulrajani et al. 2017) and hinge (Lim & Ye
-2017). Conditional runs give G and D the mode index as a one-hot class and use one of the
-shared discriminator heads (``combined`` | ``split`` | ``projection``).
+Losses: BCE with one-sided label smoothing (Salimans et al. 2016), optionally with the R1
+penalty (Mescheder et al. 2018), WGAN with weight clipping and RMSProp (Arjovsky et al.
+2017), WGAN-GP (Gulrajani et al. 2017), hinge (Lim & Ye 2017) and LSGAN (Mao et al. 2017).
+Conditional runs give G and D the mode index as a one-hot class and use one of the shared
+discriminator heads (``combined`` | ``split`` | ``projection``).
 
 Metrics (on ``train.eval_samples`` samples of the EMA generator):
 * ``hq``: fraction of samples within 3σ of their nearest mode centre;
@@ -80,7 +81,10 @@ class LossConfig:
     n_critic: int | None = None  # None: 5 for wgan/wgan-gp (Arjovsky et al. Alg. 1), else 1
     clip: float = 0.01  # WGAN weight clipping c
     mismatch: Literal["roll", "class"] = "class"  # how wrong conditions are drawn
-    # Loss weights keyed by logged name; d/gp applies to wgan-gp, d/r1 (γ) to any kind when > 0.
+    # R1 penalty weight γ (Mescheder et al. 2018, eq. 9), logged as d/r1; 0 = off. A knob of
+    # its own so an experiment matrix can switch it with one key.
+    r1: float = 0.0
+    # Other loss weights keyed by logged name (d/gp applies to wgan-gp only).
     weights: dict[str, float] = field(default_factory=lambda: {"d/gp": 10.0})
 
 
@@ -153,21 +157,42 @@ class MixtureSource:
 # ----------------------------------------------------------------------------- models
 
 
-class Generator(nn.Module):
-    """G(z, y): MLP from noise (and a one-hot class) to a 2-D point."""
+class Scale(nn.Module):
+    """Multiply by a fixed factor. The networks work in normalised units (data / scale),
+    as Gulrajani et al.'s toy code divides the 25-Gaussian grid by 2.828; samples, plots
+    and metrics stay in data units."""
 
-    def __init__(self, z_dim: int, n_classes: int, hidden: int, depth: int):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.factor
+
+
+def data_scale(centres: Tensor) -> float:
+    """Per-coordinate RMS of the mode centres: √2 for ring8, √8 ≈ 2.83 for grid25."""
+    return float(centres.pow(2).mean().sqrt())
+
+
+class Generator(nn.Module):
+    """G(z, y): MLP from noise (and a one-hot class) to a 2-D point (in data units)."""
+
+    def __init__(self, z_dim: int, n_classes: int, hidden: int, depth: int, scale: float):
         super().__init__()
         self.z_dim, self.n_classes = z_dim, n_classes
-        self.net = mlp(z_dim + n_classes, hidden, 2, depth, act="relu")
+        self.net = nn.Sequential(mlp(z_dim + n_classes, hidden, 2, depth, act="relu"), Scale(scale))
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:  # (B, z) -> (B, 2)
         return self.net(z if y is None else torch.cat([z, y], dim=1))
 
 
-def build_discriminator(cfg: ModelConfig, n_classes: int) -> ConditionalDiscriminator:
-    backbone = mlp(2, cfg.hidden, cfg.hidden, cfg.depth, act="lrelu")
-    backbone.append(nn.LeakyReLU(0.2))
+def build_discriminator(cfg: ModelConfig, n_classes: int, scale: float) -> ConditionalDiscriminator:
+    backbone = nn.Sequential(
+        Scale(1.0 / scale),
+        *mlp(2, cfg.hidden, cfg.hidden, cfg.depth, act="lrelu"),
+        nn.LeakyReLU(0.2),
+    )
     head = make_head(cfg.d_head, cfg.hidden, n_classes, cond_ch=cfg.cond_ch, hidden=cfg.hidden)
     return ConditionalDiscriminator(backbone, head)
 
@@ -213,8 +238,9 @@ def scatter_png(panels: list[tuple[Tensor, str]], centres: Tensor) -> np.ndarray
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.1), dpi=100,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.0 * len(panels), 3.1), dpi=100, squeeze=False
+    )
     lim = 5.0 if len(centres) > 8 else 3.0
     for ax, (points, title) in zip(axes[0], panels, strict=True):
         pts = points.float().cpu().numpy()
@@ -246,7 +272,7 @@ def build_phases(
         z = torch.randn(len(x), cfg.model.z_dim, device=device)
         with torch.no_grad():
             fake = g(z, c)
-        use_r1 = cfg.loss.weights.get("d/r1", 0.0) > 0
+        use_r1 = cfg.loss.r1 > 0
         x = x.requires_grad_(use_r1)
         real_right, fake_right = d(x, c), d(fake, c)
         real_wrong: DOut | None = None
@@ -274,6 +300,8 @@ def build_phases(
     d_weights.update({k: v for k, v in cfg.loss.weights.items() if k.startswith("d/")})
     if kind != "wgan-gp":
         d_weights.pop("d/gp", None)
+    if cfg.loss.r1 > 0:
+        d_weights["d/r1"] = cfg.loss.r1
     g_weights = {k: v for k, v in cfg.loss.weights.items() if k.startswith("g/")}
     return [
         Phase("d", "d", d_loss, weights=d_weights, repeats=n_critic, after_update=clip),
@@ -298,8 +326,9 @@ def build(
 ) -> tuple[TrainState, list[Phase], MixtureSource]:
     """Networks, optimisers, EMA, phases and data for one run (also used by the benchmark)."""
     device = runtime.device
-    g = Generator(cfg.model.z_dim, n_classes, cfg.model.hidden, cfg.model.depth).to(device)
-    d = build_discriminator(cfg.model, n_classes).to(device)
+    scale = data_scale(centres)
+    g = Generator(cfg.model.z_dim, n_classes, cfg.model.hidden, cfg.model.depth, scale).to(device)
+    d = build_discriminator(cfg.model, n_classes, scale).to(device)
     broadcast_module(g)  # under torchrun every rank starts from rank 0's initialisation
     broadcast_module(d)
     state = TrainState(
@@ -355,15 +384,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             with atomic_path(run.dir / "samples" / f"points_step{st.step:06d}.npy") as tmp:
                 np.save(tmp, pts.cpu().numpy())
         run.tracker.log_image(
-            "samples/scatter", scatter_png([(pts, f"step {st.step}")], centres.cpu()),
+            "samples/scatter",
+            scatter_png([(pts, f"step {st.step}")], centres.cpu()),
             step=st.step,
         )
         if st.step == cfg.train.steps:  # the whole history in one figure, for the dashboard
             snaps = sorted((run.dir / "samples").glob("points_step*.npy"))
             keep = [snaps[round(i)] for i in np.linspace(0, len(snaps) - 1, min(6, len(snaps)))]
             panels = [(torch.from_numpy(np.load(p)), f"step {int(p.stem[11:])}") for p in keep]
-            run.tracker.log_image("samples/evolution", scatter_png(panels, centres.cpu()),
-                                  step=st.step)
+            run.tracker.log_image(
+                "samples/evolution", scatter_png(panels, centres.cpu()), step=st.step
+            )
 
     (run.dir / "samples").mkdir(parents=True, exist_ok=True)
     try:

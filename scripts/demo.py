@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 # The experiments a newcomer should see first, in order.
-HEADLINE = ["toy2d-losses", "toy2d-heads"]
+HEADLINE = ["toy2d-losses", "toy2d-r1", "toy2d-heads"]
 
 
 def main(argv: list[str] | None = None) -> int:
