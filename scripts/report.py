@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.config import ConfigError
-from common.experiments import EXPERIMENTS_DIR, REPO_ROOT, resolve_experiment
+from common.experiments import resolve_experiment
 from common.report import (
     build_report,
     collect_results,
@@ -27,6 +27,7 @@ from common.report import (
     render_markdown,
     update_readme,
 )
+from scripts.reproduce import add_location_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,12 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "if more are on disk)")
     parser.add_argument("--readme", type=Path, default=None, metavar="FILE",
                         help="also fill the results:<name> block of this markdown file")
-    parser.add_argument("--runs-root", type=Path, default=REPO_ROOT / "runs", metavar="DIR",
-                        help="where run folders are (default: runs/)")
-    parser.add_argument("--reports-root", type=Path, default=REPO_ROOT / "reports", metavar="DIR",
-                        help="where dashboards go (default: reports/)")
-    parser.add_argument("--experiments-dir", type=Path, default=EXPERIMENTS_DIR, metavar="DIR",
-                        help="where experiment files are (default: configs/experiments/)")
+    add_location_args(parser)
     return parser
 
 

@@ -391,13 +391,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the plan and the commands; run nothing")
     parser.add_argument("--no-report", action="store_true",
                         help="do not write reports/<name>/index.html at the end")
+    add_location_args(parser)
+    return parser
+
+
+def add_location_args(parser: argparse.ArgumentParser) -> None:
+    """--runs-root / --reports-root / --experiments-dir, shared with scripts.report."""
     parser.add_argument("--runs-root", type=Path, default=REPO_ROOT / "runs", metavar="DIR",
-                        help="where run folders go (default: runs/)")
+                        help="where run folders are (default: runs/)")
     parser.add_argument("--reports-root", type=Path, default=REPO_ROOT / "reports", metavar="DIR",
                         help="where dashboards go (default: reports/)")
     parser.add_argument("--experiments-dir", type=Path, default=EXPERIMENTS_DIR, metavar="DIR",
                         help="where experiment files are (default: configs/experiments/)")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

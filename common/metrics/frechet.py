@@ -44,14 +44,15 @@ __all__ = ["FeatureStats", "frechet_distance"]
 _NEG_EIG_RTOL = 1e-6
 
 
-def _as_float64_2d(feats: Any) -> np.ndarray:
+def as_float64_2d(feats: Any, name: str = "features") -> np.ndarray:
+    """Features [N, D] (ndarray or Tensor) as a finite float64 array; clear errors otherwise."""
     if hasattr(feats, "detach"):  # torch.Tensor, without importing torch here
         feats = feats.detach().cpu().numpy()
     arr = np.asarray(feats, dtype=np.float64)
     if arr.ndim != 2:
-        raise ValueError(f"features must be a 2-D array [N, D], got shape {arr.shape}")
+        raise ValueError(f"{name} must be a 2-D array [N, D], got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError("features contain NaN or inf")
+        raise ValueError(f"{name} contains NaN or inf")
     return arr
 
 
@@ -81,7 +82,7 @@ class FeatureStats:
     @classmethod
     def from_features(cls, feats: Any) -> FeatureStats:
         """Fit from features ``[N, D]`` (ndarray or Tensor), in float64, unbiased covariance."""
-        x = _as_float64_2d(feats)  # (N, D)
+        x = as_float64_2d(feats)  # (N, D)
         n = x.shape[0]
         if n < 2:
             raise ValueError(f"need at least 2 feature vectors for a covariance, got {n}")

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from common.metrics.frechet import as_float64_2d
+
 __all__ = ["KIDResult", "kernel_inception_distance", "mmd2_unbiased", "polynomial_kernel"]
 
 
@@ -40,15 +42,6 @@ class KIDResult:
         }
 
 
-def _as_float64_2d(feats: Any, name: str) -> np.ndarray:
-    if hasattr(feats, "detach"):  # torch.Tensor, without importing torch here
-        feats = feats.detach().cpu().numpy()
-    arr = np.asarray(feats, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array [N, D], got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -91,8 +84,8 @@ def kernel_inception_distance(
     MMD². Randomness comes from ``generator`` if given, else ``np.random.default_rng(seed)``,
     so the default is deterministic.
     """
-    x = _as_float64_2d(f1, "f1")
-    y = _as_float64_2d(f2, "f2")
+    x = as_float64_2d(f1, "f1")
+    y = as_float64_2d(f2, "f2")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"feature dimensions differ: {x.shape[1]} vs {y.shape[1]}")
     if num_subsets < 1:
