@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from common.checkpoint import CheckpointError
+from common.checkpoint import CheckpointError, export_weights
 from common.config import RunConfig, RuntimeConfig, parse_cli
 from common.discriminators import ConditionalDiscriminator, DOut, make_head
 from common.io import atomic_path, atomic_write_json
@@ -418,6 +418,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     results = evaluate(cfg, state, centres, n_classes, device)
     run.tracker.summary({f"eval/{k}": v for k, v in results.items()})
     if run.runtime.is_main:
+        # The small inference artifact (STYLE.md item 7): EMA generator weights + metadata.
+        export_weights(run.dir / "g_ema.safetensors", state.ema.module,
+                       {"entry": "research.toy2d", "z_dim": cfg.model.z_dim,
+                        "n_classes": n_classes, "mixture": cfg.data.mixture,
+                        "hidden": cfg.model.hidden, "depth": cfg.model.depth,
+                        "step": state.step})
         atomic_write_json(run.dir / "eval.json", {f"eval/{k}": v for k, v in results.items()})
     run.close()
     return results

@@ -103,3 +103,15 @@ def test_one_training_step_produces_finite_named_losses(overrides):
     assert any(
         not torch.equal(a, b) for a, b in zip(before, state.nets["g"].parameters(), strict=True)
     )
+
+
+def test_inference_artifact_round_trips(tmp_path):
+    from common.checkpoint import export_weights, import_weights
+    from research.toy2d import Generator
+
+    g = Generator(4, 0, 8, 1, scale=1.0)
+    export_weights(tmp_path / "g.safetensors", g, {"z_dim": 4})
+    h = Generator(4, 0, 8, 1, scale=1.0)
+    assert import_weights(tmp_path / "g.safetensors", h)["z_dim"] == 4
+    z = torch.randn(3, 4)
+    torch.testing.assert_close(g(z), h(z), rtol=0, atol=0)
