@@ -14,11 +14,14 @@ export PYTHONDONTWRITEBYTECODE := 1
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/\t/'
 
-setup:  ## python virtualenv with pinned requirements (idempotent)
-	@bash scripts/setup.sh
+# Debian packages: the built-in speakers of SynthVoices (festival + espeak-ng voices).
+VOICES := festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng
+
+setup:  ## virtualenv with pinned requirements + the Debian voices (idempotent)
+	@bash scripts/setup.sh --apt $(VOICES)
 
 setup-test:  ## setup + what the tests need (headless Chromium for the dashboard test)
-	@bash scripts/setup.sh --apt chromium
+	@bash scripts/setup.sh --apt $(VOICES) chromium
 
 demo: setup  ## quick pass over the headline experiments, ends with a dashboard path
 	$(PY) -m scripts.demo

@@ -12,12 +12,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating virtualenv $VENV"
   python3 -m venv "$VENV"
 fi
-want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+want=$(cat requirements.txt requirements-dev.txt requirements-nodeps.txt | sha256sum | cut -c1-16)
 stamp="$VENV/.cgan-lab-requirements"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "setup: installing requirements into $VENV (first time: ~4 GB for torch, a few minutes)"
   "$VENV/bin/python" -m pip install -q --upgrade "pip<26" wheel
   "$VENV/bin/python" -m pip install -q -r requirements-dev.txt
+  "$VENV/bin/python" -m pip install -q --no-deps -r requirements-nodeps.txt
   echo "$want" > "$stamp"
 fi
 
