@@ -206,6 +206,19 @@ def test_pickle_with_a_class_instance_is_refused(tmp_path) -> None:
         load_legacy_pickle(path)
 
 
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_numpy_scalars_and_python3_bytes_are_plain_data(tmp_path, protocol) -> None:
+    # A class_info.pickle re-saved by Python 3 holds numpy ints; bytes at protocol 2 go
+    # through _codecs.encode. Both are data, not code, and must load.
+    obj = {"ids": [np.int64(3), np.int32(7)], "raw": b"\x00\xffab", "arr": np.arange(4)}
+    path = _write(tmp_path / "class_info.pickle", pickle.dumps(obj, protocol=protocol))
+    got = load_legacy_pickle(path)
+    assert [int(i) for i in got["ids"]] == [3, 7]
+    assert isinstance(got["ids"][0], np.integer)
+    assert got["raw"] == b"\x00\xffab"
+    np.testing.assert_array_equal(got["arr"], np.arange(4))
+
+
 def test_mismatched_class_info_names_the_file(tmp_path) -> None:
     make_cub(tmp_path / "birds")
     _write(tmp_path / "birds" / "train" / "class_info.pickle", _py2([1, 2, 3]))
