@@ -1,0 +1,111 @@
+"""Training data: aligned random crops of (clean, noisy) pairs in VoiceBank+DEMAND's layout.
+
+SynthVoices' enhancement set and the real VoiceBank+DEMAND share the layout, so both are
+read through :class:`speech.data.voicebank_demand.VoiceBankDemand` (which pairs the files
+and checks partners); :class:`CropSource` then reads only the cropped window of each file
+(soundfile seeks), so a batch costs a few small reads whatever the utterance lengths.
+Its position is its own RNG state, so ``--resume`` continues the exact batch sequence.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch import Tensor
+
+from speech.data.voicebank_demand import VoiceBankDemand, resample_corpus
+
+__all__ = ["Batch", "CropSource", "Pair", "corpus_root", "load_pairs"]
+
+
+@dataclass(frozen=True)
+class Pair:
+    id: str
+    clean: Path
+    noisy: Path
+
+
+@dataclass
+class Batch:
+    """Sample-aligned crops: ``clean``, ``noisy``: Tensor[B, T]."""
+
+    clean: Tensor
+    noisy: Tensor
+
+
+def corpus_root(corpus: str, preset: str, root: str | None, sr: int = 16000) -> Path:
+    """The VoiceBank+DEMAND-layout folder of a config's corpus (built / resampled if needed).
+
+    ``synthvoices``: the preset is built under ``root`` (default: the cache) on first use.
+    ``voicebank``: ``root`` is the release; one at another rate is resampled once to a
+    cached ``sr`` copy (:func:`speech.data.voicebank_demand.resample_corpus`).
+    """
+    if corpus == "synthvoices":
+        from speech.data.synthvoices import build, load_preset
+
+        return build(load_preset(preset), root=root, progress=sys.stderr.isatty()).enhance_root
+    if corpus == "voicebank":
+        if root is None:
+            raise ValueError("data.corpus=voicebank needs data.root=<VoiceBank+DEMAND folder>")
+        ds = VoiceBankDemand(root, "test", sr=sr)
+        if ds.source_sr != sr:
+            print(f"{root}: {ds.source_sr} Hz release; using a {sr} Hz copy (made once)",
+                  file=sys.stderr)
+            return resample_corpus(root, sr=sr, progress=sys.stderr.isatty())
+        return Path(root)
+    raise ValueError(f"unknown corpus {corpus!r}; use synthvoices or voicebank")
+
+
+def load_pairs(root: str | Path, split: str, sr: int = 16000) -> list[Pair]:
+    """Every (clean, noisy) pair of ``split`` ("train" | "test"), sorted by id."""
+    ds = VoiceBankDemand(root, split, sr=sr)
+    if ds.source_sr != sr:
+        raise ValueError(f"{root}: files are {ds.source_sr} Hz, the model reads {sr} Hz; "
+                         "resample first (speech.data.voicebank_demand.resample_corpus)")
+    return [Pair(uid, *ds.paths(i)) for i, uid in enumerate(ds.ids)]
+
+
+class CropSource:
+    """Endless :class:`Batch` stream of random ``segment``-sample crops (zero-padded if short).
+
+    Utterances and crop offsets come from a private ``torch.Generator`` seeded with
+    ``seed``; :meth:`state_dict` is that generator's state (the data position).
+    """
+
+    def __init__(self, pairs: list[Pair], segment: int, batch_size: int, seed: int,
+                 device: torch.device | str = "cpu") -> None:
+        if not pairs:
+            raise ValueError("CropSource needs at least one (clean, noisy) pair")
+        self.pairs, self.segment, self.batch_size = pairs, int(segment), int(batch_size)
+        self.device = torch.device(device)
+        self.frames = [sf.info(str(p.noisy)).frames for p in pairs]
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def _read(self, path: Path, start: int) -> np.ndarray:
+        data, _ = sf.read(str(path), start=start, frames=self.segment, dtype="float32",
+                          always_2d=True)
+        x = data.mean(axis=1)
+        return np.pad(x, (0, self.segment - len(x))) if len(x) < self.segment else x
+
+    def next(self) -> Batch:
+        idx = torch.randint(len(self.pairs), (self.batch_size,), generator=self.gen).tolist()
+        clean, noisy = [], []
+        for i in idx:
+            span = max(0, self.frames[i] - self.segment)
+            start = int(torch.randint(span + 1, (), generator=self.gen))
+            clean.append(self._read(self.pairs[i].clean, start))
+            noisy.append(self._read(self.pairs[i].noisy, start))
+        return Batch(torch.from_numpy(np.stack(clean)).to(self.device),
+                     torch.from_numpy(np.stack(noisy)).to(self.device))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["gen"])

@@ -1,0 +1,312 @@
+"""Train the enhancement cGAN: a mask U-Net G against a patch D with a shared condition head.
+
+    python -m speech.enhance.train --config configs/speech/enhance/cpu.yaml
+    python -m speech.enhance.train --config configs/speech/enhance/cpu.yaml model.d_head=split
+    python -m speech.enhance.train --config ... --run-dir runs/enhance/x --resume
+    python -m speech.enhance.train --config ... --dry-run          # print the resolved config
+
+The noisy spectrogram is the condition c of D(x, c) (DESIGN.md). Losses (weights in
+``loss.weights``, keyed as logged):
+
+* ``g/l1``: L1 between enhanced and clean normalised log-magnitudes — pix2pix's L1 + cGAN
+  objective (Isola et al. 2017, eq. 4; λ = 100), which SEGAN also uses (Pascual et al.
+  2017, "SEGAN: Speech enhancement generative adversarial network", eq. 4) and Michelsanti
+  & Tan 2017 apply to spectrograms;
+* ``g/adv`` (+ ``g/match`` for the split head) and the matching-aware D terms ``d/real``,
+  ``d/wrong`` | ``d/match``, ``d/mismatch``, ``d/fake`` of :mod:`common.losses`; the wrong
+  condition of a clean target is another utterance's noisy spectrogram (Reed et al.
+  2016's GAN-CLS negatives);
+* ``g/fm`` (when its weight is > 0): L1 between D's backbone features of enhanced and clean
+  (Salimans et al. 2016 §3.1; per-layer L1 as in MelGAN, Kumar et al. 2019 §2.3).
+
+``model.d_head=none`` trains G with L1 alone (no D): the regression baseline the heads are
+compared with. The run ends by evaluating its EMA generator and the baselines on the test
+set (``eval.json``, listening page, W&B table; see :mod:`speech.enhance.evaluate`).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from common.checkpoint import CheckpointError, export_weights
+from common.config import ConfigError, parse_cli, to_dict
+from common.losses import (
+    conditional_d_losses,
+    conditional_g_losses,
+    default_d_weights,
+    gradient_penalty,
+    l1_loss,
+    mismatch_indices,
+)
+from common.nn import EMA
+from common.rundir import RunDirError, open_run
+from common.runtime import Runtime, broadcast_module
+from common.training import Hook, NonFiniteLossError, Phase, TrainState, restore, train
+from speech.enhance.config import DEFAULT_WEIGHTS, EnhanceConfig, ModelConfig
+from speech.enhance.data import Batch, CropSource, Pair, corpus_root, load_pairs
+from speech.enhance.inference import ARTIFACT, Enhancer, build_generator, featurizer
+from speech.enhance.models import (
+    Featurizer,
+    MaskUNet,
+    SpecDiscriminator,
+    channel_table,
+    enhance_z,
+    pad_tf,
+)
+
+__all__ = ["Setup", "build", "build_discriminator", "build_phases", "check_config", "main"]
+
+G_TERMS = ("g/l1", "g/adv", "g/match", "g/fm")
+D_TERMS = ("d/real", "d/fake", "d/wrong", "d/match", "d/mismatch", "d/match_fake", "d/gp")
+
+
+def check_config(cfg: EnhanceConfig) -> None:
+    """Refuse what the code cannot honour, in one line naming the key."""
+    unknown = [k for k in cfg.loss.weights if k not in (*G_TERMS, *D_TERMS)]
+    if unknown:
+        raise ConfigError(f"loss.weights: unknown term {unknown[0]!r}; terms: "
+                          f"{', '.join((*G_TERMS, *D_TERMS))}")
+    if cfg.model.d_head != "none" and cfg.data.batch_size < 2:
+        raise ConfigError("data.batch_size must be >= 2: mismatched pairs need a second clip")
+    if cfg.loss.smoothing and cfg.loss.kind != "bce":
+        raise ConfigError("loss.smoothing applies to loss.kind=bce only")
+    if cfg.data.frames < 2 ** max(cfg.model.g_depth, cfg.model.d_depth):
+        raise ConfigError("data.frames must be at least 2^depth of G and D")
+
+
+def build_discriminator(cfg: ModelConfig) -> SpecDiscriminator | None:
+    """D, or None for the L1-only baseline (``d_head=none``)."""
+    if cfg.d_head == "none":
+        return None
+    return SpecDiscriminator(channel_table(cfg.d_base, cfg.d_max, cfg.d_depth), cfg.d_head,
+                             cond_mode=cfg.d_cond, cond_ch=cfg.cond_ch, hidden=cfg.head_hidden,
+                             norm=cfg.d_norm, spectral=cfg.d_spectral)
+
+
+def _score(out) -> Tensor:
+    return out.joint if out.joint is not None else out.realism
+
+
+def build_phases(cfg: EnhanceConfig, g: MaskUNet, d: SpecDiscriminator | None,
+                 feat: Featurizer) -> list[Phase]:
+    kind, weights = cfg.loss.kind, {**DEFAULT_WEIGHTS, **cfg.loss.weights}
+    use_fm = d is not None and weights.get("g/fm", 0.0) > 0
+
+    def spectra(batch: Batch) -> tuple[Tensor, Tensor]:
+        clean_z, _ = feat.analyze(batch.clean)  # (B, 1, F, N)
+        noisy_z, _ = feat.analyze(batch.noisy)
+        return clean_z, noisy_z
+
+    def g_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
+        clean_z, noisy_z = spectra(batch)
+        fake = enhance_z(noisy_z, g(noisy_z), feat)
+        losses = {"g/l1": l1_loss(fake, clean_z)}
+        if d is None:
+            return losses
+        if use_fm:
+            judged = d.forward_features(fake, noisy_z)
+            with torch.no_grad():
+                real_feats = d.net.backbone.all_features(pad_tf(clean_z, 2**d.depth))
+            losses["g/fm"] = torch.stack([l1_loss(a, b) for a, b in
+                                          zip(judged.features, real_feats, strict=True)]).mean()
+            out = judged.out
+        else:
+            out = d(fake, noisy_z)
+        losses.update(conditional_g_losses(out, kind))
+        return losses
+
+    g_terms = {"g/l1"} | ({"g/adv"} if d is not None else set())
+    g_terms |= {"g/match"} if cfg.model.d_head == "split" else set()
+    g_terms |= {"g/fm"} if use_fm else set()
+    g_phase = Phase("g", "g", g_loss, weights={k: w for k, w in weights.items() if k in g_terms},
+                    clip_grad=cfg.optim.clip_grad)
+    if d is None:
+        return [g_phase]
+
+    def d_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
+        clean_z, noisy_z = spectra(batch)
+        with torch.no_grad():
+            fake = enhance_z(noisy_z, g(noisy_z), feat)
+        wrong = noisy_z[mismatch_indices(len(noisy_z)).to(noisy_z.device)]
+        losses = conditional_d_losses(d(clean_z, noisy_z), d(clean_z, wrong), d(fake, noisy_z),
+                                      kind,
+                                      smoothing=cfg.loss.smoothing,
+                                      fake_in_match=cfg.loss.fake_in_match)
+        if kind == "wgan-gp":  # Gulrajani et al. 2017, eq. 3, on the joint / realism score
+            losses["d/gp"] = gradient_penalty(lambda v, c: _score(d(v, c)), clean_z, fake, noisy_z)
+        return losses
+
+    d_weights = default_d_weights(cfg.model.d_head)
+    if cfg.loss.fake_in_match:
+        d_weights["d/match_fake"] = 1.0
+    if kind == "wgan-gp":
+        d_weights["d/gp"] = weights["d/gp"]
+    # Config d/* weights override the head's defaults for the terms this head produces.
+    d_weights.update({k: w for k, w in cfg.loss.weights.items() if k in d_weights})
+    return [Phase("d", "d", d_loss, weights=d_weights, clip_grad=cfg.optim.clip_grad), g_phase]
+
+
+@dataclass
+class Setup:
+    """What one run trains: state (nets, optimisers, EMA), phases, data, features."""
+
+    state: TrainState
+    phases: list[Phase]
+    data: CropSource
+    feat: Featurizer
+
+
+def build(cfg: EnhanceConfig, runtime: Runtime, pairs: list[Pair]) -> Setup:
+    """Networks, optimisers, EMA, phases and data of one run (also used by tests)."""
+    check_config(cfg)
+    device = runtime.device
+    feat = featurizer(cfg.feature)
+    g = build_generator(cfg.model).to(device)
+    d = build_discriminator(cfg.model)
+    nets: dict[str, torch.nn.Module] = {"g": g}
+    betas = tuple(cfg.optim.betas)
+    optimizers = {"g": torch.optim.Adam(g.parameters(), lr=cfg.optim.lr_g, betas=betas)}
+    if d is not None:
+        d = d.to(device)
+        nets["d"] = d
+        optimizers["d"] = torch.optim.Adam(d.parameters(), lr=cfg.optim.lr_d, betas=betas)
+    for net in nets.values():
+        broadcast_module(net)  # under torchrun every rank starts from rank 0's initialisation
+    state = TrainState(nets=nets, optimizers=optimizers, ema=EMA(g, cfg.train.ema_decay))
+    segment = cfg.feature.hop * (cfg.data.frames - 1)  # exactly cfg.data.frames STFT frames
+    data = CropSource(pairs, segment, cfg.data.batch_size, seed=cfg.seed * 1000 + runtime.rank,
+                      device=device)
+    return Setup(state, build_phases(cfg, g, d, feat), data, feat)
+
+
+# ----------------------------------------------------------------------------- probes
+
+
+def spectrogram_png(panels: list[tuple[np.ndarray, str]], feat: Featurizer,
+                    sr: int = 16000) -> np.ndarray:
+    """Side-by-side log-magnitude images of waveforms (one per (wav, title)) → uint8 RGB."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.6), dpi=100,
+                             squeeze=False)
+    lo = np.log(feat.stft.eps)
+    for ax, (wav, title) in zip(axes[0], panels, strict=True):
+        z, _ = feat.analyze(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None])
+        logmag = z[0, 0].numpy() * feat.std + feat.mean
+        ax.imshow(np.maximum(logmag, lo), origin="lower", aspect="auto", cmap="magma",
+                  vmin=-9.0, vmax=2.0,
+                  extent=(0, len(wav) / sr, 0, sr / 2000))
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("s", fontsize=7)
+        ax.set_ylabel("kHz", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    inv = parse_cli(EnhanceConfig, argv, prog="python -m speech.enhance.train",
+                    description=__doc__.split("\n\n")[0])
+    cfg: EnhanceConfig = inv.config
+    try:
+        check_config(cfg)
+        root = corpus_root(cfg.data.corpus, cfg.data.preset, cfg.data.root, cfg.feature.sr)
+        train_pairs = load_pairs(root, "train", cfg.feature.sr)
+        test_pairs = load_pairs(root, "test", cfg.feature.sr)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        run = open_run(cfg, inv, kind="enhance")
+    except (RunDirError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+    from speech.audio import read_audio
+    from speech.enhance.evaluate import evaluate_systems, make_baselines
+    from speech.metrics import si_sdr
+
+    setup = build(cfg, run.runtime, train_pairs)
+    state, feat = setup.state, setup.feat
+    if inv.resume:
+        if run.checkpointer.latest() is not None:
+            try:
+                restore(state, setup.data, run.checkpointer)
+            except CheckpointError as err:
+                print(f"error: {err}", file=sys.stderr)
+                run.close()
+                raise SystemExit(2) from None
+        run.tracker.truncate_after(state.step)
+
+    # Fixed probes (STYLE.md item 8): the first test clips, references logged once at step 0.
+    probes = [(p.id, read_audio(p.noisy, cfg.feature.sr).samples,
+               read_audio(p.clean, cfg.feature.sr).samples)
+              for p in test_pairs[: cfg.train.probes]]
+    if state.step == 0:
+        for uid, noisy, clean in probes:
+            run.tracker.log_audio(f"probe/{uid}/source", noisy, cfg.feature.sr, step=0,
+                                  caption=f"{uid} noisy")
+            run.tracker.log_audio(f"probe/{uid}/target", clean, cfg.feature.sr, step=0,
+                                  caption=f"{uid} clean")
+
+    def snapshot(st: TrainState) -> None:
+        enhancer = Enhancer(st.ema.module, feat, sr=cfg.feature.sr,
+                            chunk_seconds=cfg.eval.chunk_seconds,
+                            overlap_seconds=cfg.eval.overlap_seconds)
+        sdr = []
+        for uid, noisy, clean in probes:
+            out = enhancer.enhance(noisy)
+            sdr.append(si_sdr(clean, out))
+            run.tracker.log_audio(f"probe/{uid}/output", out, cfg.feature.sr, step=st.step,
+                                  caption=f"{uid} enhanced, step {st.step}")
+            run.tracker.log_image(
+                f"samples/spec_{uid}",
+                spectrogram_png([(noisy, "noisy"), (out, f"enhanced (step {st.step})"),
+                                 (clean, "clean")], feat, cfg.feature.sr),
+                step=st.step, caption=uid)
+        if sdr:
+            run.tracker.log({"val/probe_si_sdr": float(np.mean(sdr))}, step=st.step)
+
+    try:
+        train(state, setup.phases, setup.data, steps=cfg.train.steps, runtime=run.runtime,
+              tracker=run.tracker, checkpointer=run.checkpointer,
+              checkpoint_every=cfg.run.checkpoint_every, log_every=cfg.run.log_every,
+              hooks=[Hook(cfg.run.sample_every, snapshot)] if run.runtime.is_main else [])
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        run.close()
+        raise SystemExit(1) from None
+
+    results: dict[str, float] = {}
+    if run.runtime.is_main:
+        # The small inference artifact (STYLE.md item 7): EMA G + what rebuilds it.
+        export_weights(run.dir / ARTIFACT, state.ema.module,
+                       {"entry": "speech.enhance", "model": to_dict(cfg.model),
+                        "feature": to_dict(cfg.feature), "d_head": cfg.model.d_head,
+                        "step": state.step, "config_hash": run.config_hash})
+        model = Enhancer(state.ema.module, feat, sr=cfg.feature.sr,
+                         name="model", chunk_seconds=cfg.eval.chunk_seconds,
+                         overlap_seconds=cfg.eval.overlap_seconds)
+        systems = [*make_baselines(cfg.eval.baselines, cfg.feature, cfg.eval), model]
+        pairs = test_pairs if cfg.eval.limit is None else test_pairs[: cfg.eval.limit]
+        results = evaluate_systems(systems, pairs, out_dir=run.dir, tracker=run.tracker,
+                                   step=state.step, listen=cfg.eval.listen, feature=cfg.feature,
+                                   info={"d_head": cfg.model.d_head, "step": state.step,
+                                         "test_root": str(root)})
+    run.close()
+    return results
+
+
+if __name__ == "__main__":
+    main()

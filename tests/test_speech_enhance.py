@@ -1,0 +1,307 @@
+"""speech.enhance: shapes, one real training step per head, the classical baselines, and an
+end-to-end smoke test on the tiny SynthVoices corpus (train → CLI → evaluate → resume)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from common.config import ConfigError, RuntimeConfig, load_config
+from common.losses import weighted_sum
+from common.runtime import setup_runtime
+from speech.enhance.classical import ClassicalConfig, ClassicalEnhancer
+from speech.enhance.config import EnhanceConfig
+from speech.enhance.data import CropSource, Pair
+from speech.enhance.inference import Enhancer, build_generator, featurizer
+from speech.enhance.models import MaskUNet, SpecDiscriminator, channel_table, enhance_z
+from speech.enhance.train import build, check_config
+from speech.features import synthetic_voice
+from speech.metrics import si_sdr
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "speech" / "enhance" / "tiny.yaml"
+# The tiny preset's widths, for unit tests that do not need its corpus.
+TINY_WIDTHS = ["model.g_base=4", "model.g_max=8", "model.g_depth=3", "model.d_base=4",
+               "model.d_max=8", "model.d_depth=2", "model.cond_ch=8", "model.head_hidden=8",
+               "data.frames=32", "data.batch_size=4"]
+
+
+def _voice_and_noise(seconds: float, snr_db: float, seed: int = 0) -> tuple[np.ndarray, ...]:
+    clean = synthetic_voice(16000, seconds, seed=seed)["wav"].astype(np.float32)
+    rng = np.random.default_rng(seed + 1)
+    noise = rng.standard_normal(len(clean)).astype(np.float32)
+    noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2)) / 10 ** (snr_db / 20)
+    return clean, (clean + noise).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> list[Pair]:
+    """Two synthetic (clean, noisy) pairs on disk: enough for the data source and one step."""
+    root = tmp_path_factory.mktemp("enhance-pairs")
+    out = []
+    for i in range(2):
+        clean, noisy = _voice_and_noise(1.0 + 0.5 * i, 5.0, seed=i)
+        sf.write(root / f"c{i}.wav", clean, 16000, subtype="PCM_16")
+        sf.write(root / f"n{i}.wav", noisy, 16000, subtype="PCM_16")
+        out.append(Pair(f"u{i}", root / f"c{i}.wav", root / f"n{i}.wav"))
+    return out
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("frames", [1, 7, 64, 129])
+def test_generator_mask_is_bounded_and_keeps_the_shape(frames):
+    g = MaskUNet(channel_table(4, 8, 3), mask_max=2.0, norm="bn").eval()
+    z = torch.randn(2, 1, 257, frames)
+    log_mask = g(z)
+    assert log_mask.shape == z.shape
+    assert torch.isfinite(log_mask).all()
+    assert log_mask.max().item() <= math.log(2.0) + 1e-6
+    # the Nyquist bin copies its neighbour's mask
+    torch.testing.assert_close(log_mask[:, :, -1], log_mask[:, :, -2])
+
+
+def test_channel_table():
+    assert channel_table(8, 64, 5) == [8, 16, 32, 64, 64]
+    with pytest.raises(ValueError):
+        channel_table(0, 8, 2)
+
+
+@pytest.mark.parametrize("cond_mode", ["fold", "resize"])
+@pytest.mark.parametrize("head", ["none", "combined", "split", "projection"])
+def test_discriminator_heads_give_patch_logits(head, cond_mode):
+    d = SpecDiscriminator([4, 8], head, cond_mode=cond_mode, cond_ch=8, hidden=8)
+    x, c = torch.randn(3, 1, 257, 30), torch.randn(3, 1, 257, 30)
+    out = d(x, c)
+    patches = (256 // 4) * (32 // 4)  # Nyquist bin dropped, 30 frames padded to 32
+    filled = {k: v for k, v in vars(out).items() if v is not None}
+    expected = {"none": {"realism"}, "combined": {"joint"}, "split": {"realism", "match"},
+                "projection": {"joint"}}[head]
+    assert set(filled) == expected
+    assert all(v.shape == (3, patches) for v in filled.values())
+    if head != "none":  # the condition matters
+        other = d(x, torch.randn(3, 1, 257, 30))
+        key = "joint" if "joint" in filled else "match"
+        assert not torch.equal(getattr(out, key), getattr(other, key))
+    with pytest.raises(ValueError, match="must match"):
+        d(x, c[..., :20])
+
+
+def test_featurizer_round_trip_and_identity_mask():
+    feat = featurizer(EnhanceConfig().feature)
+    wav = torch.from_numpy(_voice_and_noise(0.5, 10.0)[1])[None]
+    z, phase = feat.analyze(wav)
+    assert z.shape == (1, 1, 257, 1 + wav.shape[1] // 128)
+    back = feat.synthesize(enhance_z(z, torch.zeros_like(z), feat), phase, wav.shape[1])
+    torch.testing.assert_close(back, wav, atol=1e-4, rtol=0)
+
+
+# --------------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.d_head=none"],
+        ["model.d_head=combined"],
+        ["model.d_head=split", "loss.fake_in_match=true"],
+        ["model.d_head=projection", "model.d_cond=resize"],
+        ["model.d_head=combined", "loss.weights={g/fm: 1.0}", "loss.kind=hinge"],
+        ["model.d_head=split", "loss.kind=wgan-gp"],
+    ],
+)
+def test_one_training_step_per_head(pairs, overrides):
+    cfg = load_config(EnhanceConfig, None, [*TINY_WIDTHS, *overrides])
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32"), seed=0)
+    setup = build(cfg, runtime, pairs)
+    state = setup.state
+    head = cfg.model.d_head
+    assert set(state.nets) == ({"g"} if head == "none" else {"g", "d"})
+    assert [p.name for p in setup.phases] == (["g"] if head == "none" else ["d", "g"])
+    before = [p.detach().clone() for p in state.nets["g"].parameters()]
+    for phase in setup.phases:
+        batch = setup.data.next()
+        assert batch.clean.shape == batch.noisy.shape == (4, 128 * 31)
+        losses = phase.loss_fn(state, batch)
+        assert all(k.startswith(phase.name + "/") for k in losses)
+        assert all(torch.isfinite(v) for v in losses.values()), losses
+        assert set(phase.weights) <= set(losses), (phase.weights, losses)
+        opt = state.optimizers[phase.optimizer]
+        opt.zero_grad()
+        weighted_sum(losses, phase.weights).backward()
+        opt.step()
+        if phase.name == "g":
+            assert ("g/fm" in losses) == ("loss.weights={g/fm: 1.0}" in overrides)
+            assert phase.weights["g/l1"] == 100.0  # merged over the defaults
+            assert ("g/match" in losses) == (head == "split")
+            assert ("g/adv" in losses) == (head != "none")
+        else:
+            if "loss.kind=wgan-gp" in overrides:
+                assert "d/gp" in losses
+            if "loss.fake_in_match=true" in overrides:
+                assert "d/match_fake" in losses
+    assert any(not torch.equal(a, b)
+               for a, b in zip(before, state.nets["g"].parameters(), strict=True))
+
+
+def test_config_refusals():
+    with pytest.raises(ConfigError, match="g/l2"):
+        check_config(load_config(EnhanceConfig, None, ["loss.weights={g/l2: 1.0}"]))
+    with pytest.raises(ConfigError, match="batch_size"):
+        check_config(load_config(EnhanceConfig, None, ["data.batch_size=1"]))
+    check_config(load_config(EnhanceConfig, None, ["data.batch_size=1", "model.d_head=none"]))
+
+
+def test_crop_source_resumes_exactly(pairs):
+    src = CropSource(pairs, 4000, 3, seed=5)
+    src.next()
+    state = src.state_dict()
+    a = src.next()
+    src.load_state_dict(state)
+    b = src.next()
+    torch.testing.assert_close(a.noisy, b.noisy, rtol=0, atol=0)
+    # the crops are sample-aligned: noisy − clean is the (non-zero) noise
+    assert a.clean.shape == (3, 4000) and (a.noisy - a.clean).abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+@pytest.mark.parametrize("method", ["wiener", "specsub"])
+def test_classical_baselines_raise_si_sdr(method):
+    clean, noisy = _voice_and_noise(3.0, 0.0)
+    enh = ClassicalEnhancer(ClassicalConfig(method=method))
+    out = enh.enhance(noisy)
+    assert out.shape == noisy.shape and np.isfinite(out).all()
+    assert si_sdr(clean, out) > si_sdr(clean, noisy) + 2.0
+    assert enh.enhance(noisy[:100]).shape == (100,)  # shorter than one STFT window
+
+
+def test_enhancer_handles_any_length():
+    cfg = load_config(EnhanceConfig, None, TINY_WIDTHS)
+    enh = Enhancer(build_generator(cfg.model), featurizer(cfg.feature), chunk_seconds=0.5,
+                   overlap_seconds=0.1)
+    for n in (50, 8000, 20000):  # shorter than a window, one chunk, several chunks
+        out = enh.enhance(np.random.default_rng(n).standard_normal(n).astype(np.float32) * 0.1)
+        assert out.shape == (n,) and np.isfinite(out).all()
+
+
+# --------------------------------------------------------------------------- smoke test
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    """The tiny SynthVoices corpus and a private cache (baseline scores land there)."""
+    from speech.data.synthvoices import build as build_corpus
+    from speech.data.synthvoices import load_preset
+
+    cache = tmp_path_factory.mktemp("enhance-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CGAN_CACHE", str(cache))
+        mp.setenv("WANDB_MODE", "offline")
+        root = cache / "datasets" / "synthvoices"
+        corpus = build_corpus(load_preset("tiny"), root=root, workers=1, progress=False)
+        yield {"corpus": corpus, "root": root, "cache": cache}
+
+
+def _checkpoint_digest(path: Path) -> str:
+    return torch.load(path, weights_only=True)["param_digest"]
+
+
+@pytest.mark.slow
+def test_smoke_train_cli_evaluate_resume(tiny_corpus, tmp_path):
+    from speech.enhance.evaluate import main as evaluate_main
+    from speech.enhance.train import main as train_main
+
+    run = tmp_path / "run"
+    args = ["--config", str(TINY), "--run-dir", str(run), f"data.root={tiny_corpus['root']}"]
+    results = train_main(args)
+
+    # the run folder: config, metrics, checkpoints, probes, artifact, evaluation
+    for name in ("config.yaml", "metrics.jsonl", "g_ema.safetensors", "g_ema.json",
+                 "eval.json", "eval_rows.json", "listen/index.html", "summary.json"):
+        assert (run / name).is_file(), name
+    ckpts = sorted((run / "checkpoints").glob("step_*.pt"))
+    assert [p.name for p in ckpts] == ["step_000000002.pt", "step_000000004.pt"]
+    evald = json.loads((run / "eval.json").read_text())
+    assert evald == pytest.approx(results)
+    for system in ("noisy", "wiener", "model"):
+        for metric in ("pesq_wb", "stoi", "csig", "cbak", "covl", "ssnr", "si_sdr"):
+            assert math.isfinite(evald[f"eval/{system}/{metric}"]), (system, metric)
+    assert evald["eval/n_utterances"] == 3
+    page = (run / "listen" / "index.html").read_text()
+    assert page.count("<audio") == 2 * 4 and "spec/slt_0001_model.png" in page
+    assert (run / "listen" / "spec" / "slt_0001_model.png").is_file()
+    audio = {p.name for p in (run / "audio").iterdir()}
+    assert {"probe_slt_0001_source_step000000.wav", "probe_slt_0001_target_step000000.wav",
+            "probe_slt_0001_output_step000004.wav"} <= audio
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"train/g/l1", "train/g/adv", "train/d/real", "train/d/wrong"} <= set(rows[-2])
+    assert list((run / "wandb").glob("offline-run-*"))
+    # baseline scores were cached under the private cache
+    assert len(list((tiny_corpus["cache"] / "enhance" / "scores").glob("*.json"))) == 2
+
+    # the CLI: a stereo 22.05 kHz FLAC in, 16 kHz mono wav out, same duration
+    clean, noisy = _voice_and_noise(1.3, 5.0)
+    src = tmp_path / "in.flac"
+    from speech.audio import resample
+
+    stereo = resample(noisy, 16000, 22050)
+    sf.write(src, np.stack([stereo, 0.5 * stereo], axis=1), 22050)
+    out = tmp_path / "out.wav"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "speech.enhance", str(src), str(out),
+                           "--checkpoint", str(run), "--chunk-seconds", "0.5",
+                           "--overlap-seconds", "0.1"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    info = sf.info(str(out))
+    assert info.samplerate == 16000 and info.channels == 1
+    assert abs(info.frames - len(noisy)) <= 1
+    assert "resampled from 22050 Hz" in proc.stdout
+    # folder mode: one good file and one broken one → the good one is written, exit 1
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    sf.write(folder / "sub" / "a.wav", noisy, 16000)
+    (folder / "broken.wav").write_text("not audio")
+    proc = subprocess.run([sys.executable, "-m", "speech.enhance", str(folder),
+                           str(tmp_path / "folder_out"), "--checkpoint",
+                           str(run / "g_ema.safetensors")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "broken.wav" in proc.stderr
+    assert sf.info(str(tmp_path / "folder_out" / "sub" / "a.wav")).frames == len(noisy)
+
+    # the evaluation entry point, with the L1-style extra system and another baseline
+    ev_dir = tmp_path / "eval"
+    again = evaluate_main(["--run-dir", str(run), "--out", str(ev_dir), "--system",
+                           f"other={run / 'g_ema.safetensors'}", "--baselines",
+                           "noisy,specsub", "--limit", "2", "--listen", "1"])
+    assert again["eval/n_utterances"] == 2
+    assert again["eval/other/pesq_wb"] == pytest.approx(again["eval/model/pesq_wb"])
+    assert "eval/specsub/stoi" in again and "eval/wiener/stoi" not in again
+    assert json.loads((ev_dir / "eval.json").read_text()) == pytest.approx(again)
+
+    # resume: drop the last checkpoint and the results, continue, land on the same weights
+    digest = _checkpoint_digest(ckpts[-1])
+    for path in (ckpts[-1], run / "eval.json", run / "g_ema.safetensors", run / "g_ema.json"):
+        path.unlink()
+    train_main([*args, "--resume"])
+    assert _checkpoint_digest(ckpts[-1]) == digest
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps.count(4) == 2  # train + val lines, not duplicated
+    assert (run / "eval.json").is_file()
+    # a changed config is refused
+    with pytest.raises(SystemExit):
+        train_main([*args, "--resume", "train.steps=6"])
