@@ -307,6 +307,13 @@ def _prefer_text(value: Any, raw: str, tp: Any) -> Any:
     return value
 
 
+def _is_mapping(tp: Any) -> bool:
+    """A ``dict[...]`` annotation (optionally ``| None``)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_is_mapping(a) for a in typing.get_args(tp) if a is not type(None))
+    return tp is dict or typing.get_origin(tp) is dict
+
+
 def apply_overrides(
     cls: type, data: dict[str, Any], overrides: Sequence[str], source: str = "command line"
 ) -> dict[str, Any]:
@@ -324,6 +331,14 @@ def apply_overrides(
                 node[part] = _prefer_text(value, raw, fields[part])
                 break
             tp = fields[part]
+            if _is_mapping(tp) and i == len(path) - 2:
+                # One entry of a dict field (``loss.weights.g/l1=50``): start from the
+                # current mapping (or the field's default) so the other entries stay.
+                if not isinstance(node.get(part), dict):
+                    field = {f.name: f for f in dataclasses.fields(node_cls)}[part]
+                    node[part] = dict(_default_of(field) or {})
+                node[part][path[-1]] = value
+                break
             if not dataclasses.is_dataclass(tp):
                 raise ConfigError(f"{source}: key '{prefix}{part}' is a value, not a section")
             node = node.setdefault(part, {})

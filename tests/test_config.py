@@ -173,3 +173,24 @@ class Quiet:
 def test_partial_section_merges_onto_parent_default():
     cfg = load_config(Quiet, None, ["run.dir=x"])
     assert (cfg.run.dir, cfg.run.log_every, cfg.run.sample_every) == ("x", 1000, 7)
+
+
+@dataclass
+class Weighted:
+    weights: dict[str, float] = field(default_factory=lambda: {"g/l1": 100.0, "g/adv": 1.0})
+
+
+@dataclass
+class WeightedRoot:
+    loss: Weighted = field(default_factory=Weighted)
+
+
+def test_override_sets_one_dict_entry_and_keeps_the_others(tmp_path):
+    cfg = load_config(WeightedRoot, overrides=["loss.weights.g/fm=2", "loss.weights.g/l1=50"])
+    assert cfg.loss.weights == {"g/l1": 50.0, "g/adv": 1.0, "g/fm": 2.0}
+    path = write(tmp_path / "w.yaml", "loss:\n  weights:\n    g/adv: 0.5\n")
+    cfg = load_config(WeightedRoot, path, overrides=["loss.weights.g/fm=2"])
+    # A section is deep-merged onto its default, mappings included.
+    assert cfg.loss.weights == {"g/l1": 100.0, "g/adv": 0.5, "g/fm": 2.0}
+    with pytest.raises(ConfigError, match=r"loss.weights.g/fm' expects float"):
+        load_config(WeightedRoot, overrides=["loss.weights.g/fm=lots"])
