@@ -96,6 +96,7 @@ _track_bench("text_encoder", "text2img.encoders", "bench_encoder")
 _track_bench("stackgan_step", "text2img.bench", "bench_stackgan_step")
 _track_bench("world_analysis", "speech.features", "bench_world")
 _track_bench("enhance_cli", "speech.enhance.bench", "bench_enhance")
+_track_bench("vc_convert_cli", "speech.vc.bench", "bench_vc")
 
 
 class _NullTracker:
