@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from common.benchmark import timed
 from common.io import atomic_write_json
 
 BENCHES: dict[str, Callable[[], dict[str, Any]]] = {}
@@ -32,18 +33,6 @@ def bench(name: str):
         return fn
 
     return register
-
-
-def timed(fn: Callable[[], None], *, warmup: int, repeats: int) -> list[float]:
-    """Seconds per call of ``fn`` over ``repeats`` timed calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 @bench("toy2d_step")

@@ -24,7 +24,6 @@ import json
 import math
 import os
 import statistics
-import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from common.benchmark import timed
 from common.io import atomic_path, atomic_write_json
 
 __all__ = [
@@ -584,12 +584,7 @@ def bench_world(seconds: float = 4.0, repeats: int = 3, sr: int = 16000) -> dict
 
         timings = {}
         for label, fn in (("f0_rtf", f0_only), ("full_rtf", full)):
-            fn()
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
+            times = timed(fn, warmup=1, repeats=repeats)
             timings[label] = round(statistics.median(times) / seconds, 4)
         f0, t = f0_only()
         out[method if method == "harvest" else "dio_stonemask"] = {

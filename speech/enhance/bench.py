@@ -16,17 +16,16 @@ that only imports torch) how much of it is the torch runtime itself.
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
+
+from common.benchmark import run_timed
 
 __all__ = ["bench_enhance", "run_cli"]
 
@@ -52,30 +51,8 @@ def _write_noisy(path: Path, seconds: float, sr: int = 16000) -> None:
 
 def run_cli(args: list[str], threads: int = 1) -> dict[str, float]:
     """Run ``python -m speech.enhance *args`` in a fresh process: wall seconds, peak RSS (MB)."""
-    return _run([sys.executable, "-m", "speech.enhance", *args, "--threads", str(threads),
-                 "--quiet"], threads)
-
-
-def _run(argv: list[str], threads: int) -> dict[str, float]:
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[var] = str(threads)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep)
-    with tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        stderr = err.read().decode(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {stderr.strip()}")
-    # ru_maxrss is in kilobytes on Linux (bytes on macOS).
-    scale = 1024 if sys.platform != "darwin" else 1
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss * scale / 2**20}
+    return run_timed([sys.executable, "-m", "speech.enhance", *args, "--threads", str(threads),
+                      "--quiet"], threads=threads)
 
 
 def _export_generator(path: Path, preset: Path) -> None:
@@ -106,7 +83,7 @@ def bench_enhance(minutes: float = 10.0, repeats: int = 3, threads: int = 1,
         art = tmp / "g.safetensors"
         _export_generator(art, Path(preset))
         out["import_torch_rss_mb"] = round(
-            _run([sys.executable, "-c", "import torch"], threads)["peak_rss_mb"], 1)
+            run_timed([sys.executable, "-c", "import torch"], threads=threads)["peak_rss_mb"], 1)
         systems = {"model": ["--checkpoint", str(art)], "wiener": ["--classical", "wiener"]}
         for name, extra in systems.items():
             short = run_cli([str(short_wav), str(tmp / "short_out.wav"), *extra], threads)

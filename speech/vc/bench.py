@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from common.benchmark import run_timed
+
 __all__ = ["bench_vc"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +61,6 @@ def bench_vc(seconds: float = 30.0, repeats: int = 3, threads: int = 1,
              preset: str | Path = REPO_ROOT / "configs/speech/vc/cyclegan-cpu.yaml",
              target: str = "slt") -> dict[str, Any]:
     """CLI RTF per F0 extractor (``dio`` = DIO + StoneMask, ``harvest``) and peak memory."""
-    from speech.enhance.bench import _run  # the shared fresh-process timer (wait4 rusage)
 
     out: dict[str, Any] = {"threads": threads, "dtype": "fp32", "repeats": repeats,
                            "audio_seconds": seconds, "chunk_seconds": 10.0,
@@ -74,9 +75,10 @@ def bench_vc(seconds: float = 30.0, repeats: int = 3, threads: int = 1,
         _export(art, Path(preset))
 
         def cli(src: Path, method: str) -> dict[str, float]:
-            return _run([sys.executable, "-m", "speech.vc.convert", str(src),
+            return run_timed([sys.executable, "-m", "speech.vc.convert", str(src),
                          str(tmp / "out.wav"), "--checkpoint", str(art), "--target", target,
-                         "--f0-method", method, "--threads", str(threads), "--quiet"], threads)
+                         "--f0-method", method, "--threads", str(threads), "--quiet"],
+                             threads=threads)
 
         for method in ("dio", "harvest"):
             short = cli(short_wav, method)  # warm-up, and the fixed start-up cost
