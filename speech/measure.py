@@ -11,8 +11,10 @@ WHAT:
   vc-baseline  source vs target (default kal → slt) on the parallel test set: MCD-DTW,
                log-F0 RMSE/corr, V/UV error, speaker similarity to target and to source
   world-rtf    WORLD analysis real-time factor, Harvest vs DIO+StoneMask, one thread
-  bad-input    what speech.audio does with bad files (zero-length, text named .wav, 8-bit
-               8 kHz stereo, 48 kHz, a 30-minute file, NaN samples, silence, .mp3)
+  bad-input    what speech.audio.read_audio and the speech.metrics CLI do with bad files
+               (zero-length, text named .wav, 8-bit 8 kHz stereo, 48 kHz, NaN samples,
+               silence, .mp3, truncated header, a 30-minute file) and the peak RSS of
+               streaming a 1-minute vs a 30-minute 48 kHz file through process_file
   all          everything above
 
 Each writes ``<out>/<what>.json`` (atomically) and prints a summary.
@@ -302,93 +304,118 @@ _BAD_INPUT_CHILD = r"""
 import json, resource, sys, time
 import numpy as np, torch
 torch.set_num_threads(1)
-from speech.audio import process_file, read_audio
-path, out = sys.argv[1], sys.argv[2]
-read_audio.__module__  # imports done
-x = np.zeros(16000, dtype=np.float32); x[::50] = 0.1
-from speech.audio import resample; resample(x, 48000, 16000)  # warm the resampler
+from speech.audio import process_file, resample
+resample(np.zeros(48000, dtype=np.float32), 48000, 16000)  # warm the resampler
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
-rep = process_file(path, out, lambda a: a * 0.5, 16000)
+rep = process_file(sys.argv[1], sys.argv[2], lambda a: a * 0.5, 16000)
 print(json.dumps({"seconds": time.perf_counter() - t, "chunks": rep.chunks,
                   "rss_before_mb": before / 1024,
                   "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
-def measure_bad_input() -> dict[str, Any]:
+def _stream_pass(path: Path, out: Path) -> dict[str, Any]:
+    """``process_file`` over ``path`` in a fresh process (under ``/usr/bin/time -v`` when
+    it exists, whose peak RSS covers the whole process lifetime)."""
     import soundfile as sf
 
-    from speech.audio import AudioError, read_audio
+    timer = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").is_file() else []
+    proc = subprocess.run([*timer, sys.executable, "-c", _BAD_INPUT_CHILD, str(path), str(out)],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    if proc.returncode != 0:
+        raise RuntimeError(f"streaming child failed: {proc.stderr[-2000:]}")
+    stream = json.loads(proc.stdout.strip().splitlines()[-1])
+    info = sf.info(path)
+    row = {"input": f"{info.duration / 60:g} min, {info.samplerate} Hz {info.subtype}",
+           "seconds": round(stream["seconds"], 2), "chunks": stream["chunks"],
+           "rss_after_imports_mb": round(stream["rss_before_mb"], 1),
+           "rss_peak_mb": round(stream["rss_peak_mb"], 1),
+           "whole_file_float32_mb": round(info.frames * 4 / 1e6, 1),
+           "output": f"{sf.info(out).frames} frames at {sf.info(out).samplerate} Hz"}
+    for line in proc.stderr.splitlines():
+        if "Maximum resident set size" in line:
+            row["time_v_max_rss_mb"] = round(int(line.split(":")[-1]) / 1024, 1)
+    return row
+
+
+def _cli_outcome(ref: Path, deg: Path, tmp: Path) -> dict[str, Any]:
+    """What ``python -m speech.metrics ref deg --json`` says: the scores, or its error line."""
+    proc = subprocess.run([sys.executable, "-m", "speech.metrics", str(ref), str(deg), "--json"],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    if proc.returncode == 0:
+        out = json.loads(proc.stdout)
+        return {"exit": 0, **{k: round(out[k], 3) for k in ("pesq_wb", "stoi", "si_sdr")},
+                "notes": [n.replace(str(tmp) + "/", "") for n in out["notes"]]}
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    last = errors[-1] if errors else (proc.stderr.strip().splitlines() or [""])[-1]
+    return {"exit": proc.returncode, "message": last.replace(str(tmp) + "/", "")}
+
+
+def measure_bad_input() -> dict[str, Any]:
+    """Each bad file through ``read_audio`` and the ``speech.metrics`` CLI (as the degraded
+    file against a clean reference, and as the reference), plus flat-memory streaming of
+    a 1-minute and a 30-minute 48 kHz file."""
+    import soundfile as sf
+
+    from speech.audio import AudioError, read_audio, resample
+    from speech.features import synthetic_voice
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        t = np.arange(16000 * 2) / 16000
-        tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+        voice = (0.5 * synthetic_voice(SR, 3.0, 0)["wav"]).astype(np.float32)  # speech-like
+        ref = d / "ref.wav"
+        sf.write(ref, voice, SR, subtype="FLOAT")
         cases: dict[str, Path] = {}
         (d / "empty.wav").write_bytes(b"")
         cases["zero-length file"] = d / "empty.wav"
         (d / "notes.wav").write_text("this is a text file, not audio\n")
         cases["text file named .wav"] = d / "notes.wav"
-        t8 = np.arange(8000 * 2) / 8000
-        st = np.stack([0.3 * np.sin(2 * np.pi * 300 * t8), 0.3 * np.sin(2 * np.pi * 500 * t8)], 1)
-        sf.write(d / "u8_8k_stereo.wav", st, 8000, subtype="PCM_U8")
+        v8 = resample(voice, SR, 8000)
+        sf.write(d / "u8_8k_stereo.wav", np.stack([v8, v8], 1), 8000, subtype="PCM_U8")
         cases["8-bit 8 kHz stereo"] = d / "u8_8k_stereo.wav"
-        t48 = np.arange(48000 * 2) / 48000
-        sf.write(d / "r48k.wav", 0.3 * np.sin(2 * np.pi * 440 * t48), 48000)
+        sf.write(d / "r48k.wav", resample(voice, SR, 48000), 48000, subtype="PCM_16")
         cases["48 kHz"] = d / "r48k.wav"
-        nan = tone.copy()
+        nan = voice.copy()
         nan[5000:5010] = np.nan
-        sf.write(d / "nan.wav", nan, 16000, subtype="FLOAT")
+        sf.write(d / "nan.wav", nan, SR, subtype="FLOAT")
         cases["NaN samples"] = d / "nan.wav"
-        sf.write(d / "silent.wav", np.zeros(16000), 16000)
+        sf.write(d / "silent.wav", np.zeros(len(voice)), SR)
         cases["silent file"] = d / "silent.wav"
         (d / "song.mp3").write_bytes(b"ID3")
         cases["unsupported extension (.mp3)"] = d / "song.mp3"
         truncated = d / "truncated.wav"
-        sf.write(truncated, tone, 16000)
+        sf.write(truncated, voice, SR)
         truncated.write_bytes(truncated.read_bytes()[:30])
         cases["truncated header"] = truncated
+        # 30 minutes (and 1 minute, to compare memory) at 48 kHz: read_audio refuses it
+        # (max_seconds) and process_file streams it in flat memory.
+        rng = np.random.default_rng(0)
+        block = 0.2 * np.sin(2 * np.pi * 330 * np.arange(48000 * 10) / 48000)
+        for minutes in (1, 30):
+            path = d / f"long_{minutes}min_48k.wav"
+            with sf.SoundFile(path, "w", samplerate=48000, channels=1, subtype="PCM_16") as f:
+                for _ in range(6 * minutes):
+                    f.write(block + 0.01 * rng.standard_normal(len(block)))
+        cases["30-minute file (48 kHz)"] = d / "long_30min_48k.wav"
         for name, path in cases.items():
             try:
                 a = read_audio(path, SR)
-                results[name] = {"outcome": "accepted", "sr": a.sr, "source_sr": a.source_sr,
-                                 "channels": a.source_channels, "format": a.source_format,
-                                 "resample_method": a.resample_method, "notes": a.notes,
-                                 "seconds": round(a.duration, 3)}
+                row: dict[str, Any] = {
+                    "outcome": "accepted", "sr": a.sr, "source_sr": a.source_sr,
+                    "channels": a.source_channels, "format": a.source_format,
+                    "resample_method": a.resample_method, "notes": a.notes,
+                    "seconds": round(a.duration, 3)}
             except (AudioError, FileNotFoundError) as err:
-                results[name] = {"outcome": "refused", "error": type(err).__name__,
-                                 "message": str(err).replace(str(d) + "/", "")}
-        # A 30-minute 48 kHz file: read_audio refuses (max_seconds) and process_file
-        # streams it in flat memory (measured in a fresh process).
-        long = d / "long_30min_48k.wav"
-        with sf.SoundFile(long, "w", samplerate=48000, channels=1, subtype="PCM_16") as f:
-            rng = np.random.default_rng(0)
-            block = np.arange(48000 * 10) / 48000
-            for _ in range(180):
-                tone = 0.2 * np.sin(2 * np.pi * 330 * block)
-                f.write(tone + 0.01 * rng.standard_normal(len(block)))
-        try:
-            read_audio(long, SR)
-            refused = None
-        except AudioError as err:
-            refused = str(err).replace(str(d) + "/", "")
-        proc = subprocess.run([sys.executable, "-c", _BAD_INPUT_CHILD, str(long),
-                               str(d / "long_out.wav")], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parents[1])
-        if proc.returncode != 0:
-            raise RuntimeError(f"streaming child failed: {proc.stderr[-2000:]}")
-        stream = json.loads(proc.stdout.strip().splitlines()[-1])
-        results["30-minute file (48 kHz)"] = {
-            "read_audio": {"outcome": "refused", "message": refused},
-            "process_file": {"outcome": "processed", "seconds": round(stream["seconds"], 2),
-                             "chunks": stream["chunks"],
-                             "rss_before_mb": round(stream["rss_before_mb"], 1),
-                             "rss_peak_mb": round(stream["rss_peak_mb"], 1),
-                             "whole_file_float32_mb": round(1800 * 48000 * 4 / 1e6, 1),
-                             "output_frames": sf.info(d / "long_out.wav").frames},
-        }
+                row = {"outcome": "refused", "error": type(err).__name__,
+                       "message": str(err).replace(str(d) + "/", "")}
+            results[name] = {"read_audio": row,
+                             "cli_as_degraded": _cli_outcome(ref, path, d),
+                             "cli_as_reference": _cli_outcome(path, ref, d)}
+        results["30-minute file (48 kHz)"]["process_file"] = {
+            f"{m}_min": _stream_pass(d / f"long_{m}min_48k.wav", d / f"out_{m}.wav")
+            for m in (1, 30)}
     return results
 
 

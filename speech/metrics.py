@@ -101,13 +101,20 @@ def _pair(ref: np.ndarray, deg: np.ndarray, name: str) -> tuple[np.ndarray, np.n
 
 @register_metric("pesq_wb")
 def pesq_wb(ref: np.ndarray, deg: np.ndarray, sr: int = 16000) -> float:
-    """ITU-T P.862.2 wide-band PESQ (MOS-LQO, about 1.04–4.64) via the ``pesq`` package."""
+    """ITU-T P.862.2 wide-band PESQ (MOS-LQO, about 1.04–4.64) via the ``pesq`` package.
+
+    Raises ``ValueError`` (one line) for a wrong rate, signals shorter than 0.25 s, a
+    silent reference, a reference without detectable speech, or a silent degraded signal.
+    """
     from pesq import pesq
     from pesq.cypesq import PesqError
 
     if sr != 16000:
         raise ValueError(f"wide-band PESQ is defined at 16000 Hz, got {sr}; resample first")
     ref, deg = _pair(ref, deg, "pesq_wb")
+    if len(ref) < 4000:  # the pesq package's own limit, said in seconds
+        raise ValueError(f"pesq_wb: signals are {len(ref) / 16000:.3f} s long; PESQ needs at "
+                         "least 0.25 s")
     if not np.any(ref):
         raise ValueError("pesq_wb: the reference is digital silence; PESQ finds no speech in it")
     try:
@@ -115,6 +122,15 @@ def pesq_wb(ref: np.ndarray, deg: np.ndarray, sr: int = 16000) -> float:
     except PesqError as err:
         raise ValueError(f"pesq_wb: {type(err).__name__}: the reference holds no speech "
                          f"PESQ can detect ({err})") from None
+    except ValueError as err:
+        # A (near-)silent degraded signal makes P.862's level alignment divide by zero
+        # deep inside cypesq ("cannot convert float NaN to integer").
+        peak = float(np.max(np.abs(deg)))
+        if peak < 1e-6:
+            level = "digital silence" if peak == 0 else f"peak {20 * math.log10(peak):.0f} dBFS"
+            raise ValueError(f"pesq_wb: the degraded signal is silent ({level}); PESQ cannot "
+                             "level-align it, so there is no score") from None
+        raise ValueError(f"pesq_wb: the pesq package failed ({err})") from None
 
 
 @register_metric("stoi")
@@ -131,7 +147,8 @@ def stoi(ref: np.ndarray, deg: np.ndarray, sr: int = 16000, extended: bool = Fal
 
 @register_metric("si_sdr")
 def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
-    """Scale-invariant SDR in dB (Le Roux et al. 2019, eq. 3); +inf for a perfect estimate."""
+    """Scale-invariant SDR in dB (Le Roux et al. 2019, eq. 3); +inf for a perfect estimate,
+    -inf for one with nothing of the reference in it (orthogonal, silent or constant)."""
     s, s_hat = _pair(ref, est, "si_sdr")
     s = s - s.mean()
     s_hat = s_hat - s_hat.mean()
@@ -142,10 +159,10 @@ def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     target = alpha * s
     noise = s_hat - target
     num, den = float(np.dot(target, target)), float(np.dot(noise, noise))
+    if num == 0:  # first: a silent estimate has den == 0 too, and recovers nothing
+        return -math.inf
     if den == 0:
         return math.inf
-    if num == 0:
-        return -math.inf
     return 10 * math.log10(num / den)
 
 
@@ -377,7 +394,10 @@ def vc_frames(wav: np.ndarray, sr: int = 16000, *, order: int = 24, f0_method: s
     with leading/trailing frames quieter than ``vad_db`` below the loudest frame removed."""
     from speech.features import sp_to_mcep, world_analyze
 
-    feats = world_analyze(np.asarray(wav, dtype=np.float64), sr, f0_method=f0_method,
+    wav = np.asarray(wav, dtype=np.float64)
+    if not np.isfinite(wav).all():  # WORLD would return NaN features and the VAD no frames
+        raise ValueError(f"vc_frames: {int((~np.isfinite(wav)).sum())} NaN/inf samples")
+    feats = world_analyze(wav, sr, f0_method=f0_method,
                           f0_floor=f0_floor, f0_ceil=f0_ceil)
     power_db = 10 * np.log10(np.maximum(feats.sp.mean(axis=1), 1e-20))
     keep = _energy_trim(power_db, vad_db)
@@ -453,7 +473,11 @@ class SpeakerEncoder:
         volume normalisation to −30 dBFS and webrtcvad silence trimming)."""
         from resemblyzer import preprocess_wav
 
-        x = preprocess_wav(np.asarray(wav, dtype=np.float32), source_sr=sr)
+        wav = np.asarray(wav, dtype=np.float32)
+        if not np.isfinite(wav).all():
+            raise ValueError(f"speaker embedding: {int((~np.isfinite(wav)).sum())} NaN/inf "
+                             "samples")
+        x = preprocess_wav(wav, source_sr=sr)
         if len(x) < 1600:
             raise ValueError("speaker embedding: less than 0.1 s of speech after VAD trimming")
         return self._encoder.embed_utterance(x)

@@ -297,6 +297,35 @@ def test_pesq_refuses_a_wrong_rate_and_silence_with_clear_errors():
         M.pesq_wb(np.zeros(32000), np.zeros(32000), SR)
 
 
+def test_pesq_refuses_a_silent_degraded_signal_and_short_signals_with_clear_errors(speech_pair):
+    # Both used to fail deep inside cypesq: "cannot convert float NaN to integer" for a
+    # silent output (a collapsed model), and a "no speech" message for a short signal.
+    clean, _ = speech_pair
+    with pytest.raises(ValueError, match="degraded signal is silent .digital silence"):
+        M.pesq_wb(clean, np.zeros_like(clean), SR)
+    with pytest.raises(ValueError, match="degraded signal is silent .peak"):
+        M.pesq_wb(clean, np.full_like(clean, 1e-30), SR)
+    with pytest.raises(ValueError, match="0.200 s long; PESQ needs at least 0.25 s"):
+        M.pesq_wb(clean[:3200], clean[:3200], SR)
+
+
+def test_si_sdr_of_a_silent_or_constant_estimate_is_minus_infinity():
+    s = np.random.default_rng(4).standard_normal(4000)
+    assert M.si_sdr(s, np.zeros_like(s)) == -math.inf  # was +inf: 0/0 read as perfect
+    for c in (0.1, 0.3):  # constant: zero after removing the mean, up to float rounding
+        assert M.si_sdr(s, np.full_like(s, c)) < -250
+    assert M.si_sdr(s, s) == math.inf
+
+
+def test_vc_metrics_and_speaker_embedding_refuse_nan_samples():
+    x = synthetic_voice(SR, 1.0, 0)["wav"].copy()
+    x[100:103] = np.nan  # used to end in an IndexError inside the VAD trim / librosa
+    with pytest.raises(ValueError, match="3 NaN/inf samples"):
+        M.vc_metrics(np.nan_to_num(x), x, SR)
+    with pytest.raises(ValueError, match="3 NaN/inf samples"):
+        M.speaker_embedding(x, SR)
+
+
 def test_metrics_refuse_misaligned_signals():
     with pytest.raises(ValueError, match="sample-aligned"):
         M.ssnr(np.ones(1000), np.ones(999))
@@ -384,3 +413,11 @@ def test_cli_help_and_clear_errors(tmp_path):
     (tmp_path / "bad.wav").write_text("hello")
     proc = _cli(str(tmp_path / "bad.wav"), str(tmp_path / "bad.wav"))
     assert proc.returncode == 2 and "bad.wav: not a readable WAV file" in proc.stderr
+
+
+def test_cli_says_why_a_silent_degraded_file_has_no_pesq(tmp_path, speech_pair, capsys):
+    clean, _ = speech_pair
+    sf.write(tmp_path / "ref.wav", clean, SR, subtype="FLOAT")
+    sf.write(tmp_path / "silent.wav", np.zeros_like(clean), SR)
+    assert M.main([str(tmp_path / "ref.wav"), str(tmp_path / "silent.wav")]) == 2
+    assert "error: pesq_wb: the degraded signal is silent" in capsys.readouterr().err
