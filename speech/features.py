@@ -464,7 +464,7 @@ class FeatureCache:
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        from speech.paths import cache_dir
+        from common.paths import cache_dir
 
         self.root = Path(root) if root is not None else cache_dir("features")
         self.hits = 0

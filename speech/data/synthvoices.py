@@ -67,7 +67,7 @@ from speech.data.voices import (
     synthesize,
     voice_status,
 )
-from speech.paths import cache_dir, short_hash
+from common.paths import cache_dir, short_hash
 
 __all__ = [
     "GENERATOR_VERSION",

@@ -26,7 +26,7 @@ import torch
 
 from common.io import atomic_write_json
 from speech.audio import DEFAULT_RESAMPLE, RESAMPLE_METHODS, read_audio, write_audio
-from speech.paths import cache_dir, short_hash
+from common.paths import cache_dir, short_hash
 
 __all__ = ["SplitDirs", "VoiceBankDemand", "find_split_dirs", "resample_corpus"]
 

@@ -33,7 +33,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {"g/l1": 100.0, "g/adv": 1.0, "g/match": 1.0
 class DataConfig:
     corpus: Literal["synthvoices", "voicebank"] = "synthvoices"
     preset: str = "default"  # SynthVoices preset (built on first use, then cached)
-    # synthvoices: folder corpora are built under (None: the cache, speech.paths);
+    # synthvoices: folder corpora are built under (None: the cache, common.paths);
     # voicebank: the release folder (48 kHz is resampled once to a cached 16 kHz copy).
     root: str | None = None
     frames: int = 128  # STFT frames per training crop (segment = hop · (frames − 1) samples)

@@ -40,7 +40,7 @@ from speech.enhance.classical import ClassicalConfig, ClassicalEnhancer
 from speech.enhance.config import EnhanceConfig, EvalConfig, FeatureConfig
 from speech.enhance.data import Pair, corpus_root, load_pairs
 from speech.enhance.inference import Enhancer, System
-from speech.paths import cache_dir, short_hash
+from common.paths import cache_dir, short_hash
 
 __all__ = ["EVAL_METRICS", "NoisyInput", "evaluate_systems", "main", "make_baselines",
            "score_system", "spectrogram_image"]
