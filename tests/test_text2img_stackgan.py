@@ -1,0 +1,300 @@
+"""StackGAN: channel tables, shapes, the exact fused up-block, one training step per head,
+and a smoke test of the real entry points (train both stages, sample, evaluate, resume)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.testing import assert_close
+
+from common.config import RuntimeConfig, load_config
+from common.runtime import setup_runtime
+from common.training import train
+from text2img import models
+from text2img import train as t2i
+from text2img.models import (
+    StageIGenerator,
+    StageIIGenerator,
+    UpBlock,
+    build_discriminator,
+    d_channels,
+    stage1_channels,
+    stage2_channels,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "text2img" / "tiny.yaml"
+HEADS = ("combined", "split", "projection")
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def _env(cache_root, monkeypatch):
+    monkeypatch.setenv("CGAN_CACHE", str(cache_root))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    torch.set_num_threads(1)
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+def test_channel_tables_follow_the_paper_networks() -> None:
+    assert stage1_channels(64, 128) == [1024, 512, 256, 128, 64]  # Ng = 8·128 at 4×4
+    assert stage2_channels(64, 256, 128) == {"encoder": [128, 256, 512],
+                                             "up": [256, 128, 64, 32]}
+    assert d_channels(64, 64) == {"down": [64, 128, 256, 512], "squeeze": []}
+    assert d_channels(256, 64) == {"down": [64, 128, 256, 512, 1024, 2048],
+                                   "squeeze": [1024, 512]}
+    assert stage1_channels(32, 16) == [128, 64, 32, 16]
+    with pytest.raises(ValueError, match="resolution 48"):
+        stage1_channels(48, 8)
+
+
+@pytest.mark.parametrize(("r1", "r2"), [(16, 32), (64, 256)])
+def test_generator_shapes(r1: int, r2: int) -> None:
+    e, z = torch.randn(3, 24), torch.randn(3, 5)
+    g1 = StageIGenerator(24, resolution=r1, width=2, cond_dim=6, z_dim=5)
+    out1 = g1(e, z)
+    assert out1.image.shape == (3, 3, r1, r1) and out1.ca.mu.shape == (3, 6)
+    assert out1.image.abs().max() <= 1.0  # tanh output
+    g2 = StageIIGenerator(24, in_res=r1, out_res=r2, width=2, cond_dim=6, res_blocks=1)
+    out2 = g2(out1.image, e)
+    assert out2.image.shape == (3, 3, r2, r2) and out2.ca.logvar.shape == (3, 6)
+    with pytest.raises(ValueError, match=rf"Tensor\[B, 3, {r1}, {r1}\]"):
+        g2(torch.randn(3, 3, r2, r2), e)
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("resolution", [16, 64])
+def test_discriminator_shapes(head: str, resolution: int) -> None:
+    d = build_discriminator(head, resolution=resolution, width=4, embed_dim=24, cond_ch=8)
+    x, e = torch.randn(5, 3, resolution, resolution), torch.randn(5, 24)
+    assert d.backbone(x).shape == (5, d.backbone.out_ch, 4, 4)
+    out = d(x, e)
+    fields = {k for k in ("realism", "match", "joint") if getattr(out, k) is not None}
+    assert fields == ({"realism", "match"} if head == "split" else {"joint"})
+    assert all(getattr(out, k).shape == (5, 1) for k in fields)
+
+
+def test_fused_up_block_equals_upsample_then_conv() -> None:
+    torch.manual_seed(0)
+    block = UpBlock(6, 5)
+    x = torch.randn(2, 6, 17, 16, requires_grad=True)
+    fused = block(x)
+    grads_fused = torch.autograd.grad(fused.square().sum(), [x, block.conv.weight])
+    block.fused = False
+    literal = block(x)
+    assert literal.shape == (2, 5, 34, 32)
+    grads_literal = torch.autograd.grad(literal.square().sum(), [x, block.conv.weight])
+    assert_close(fused, literal, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads_fused, grads_literal, strict=True):
+        assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [(4, 4), (7, 5)])
+def test_nearest_upsample_conv_is_a_transposed_conv(size: tuple[int, int]) -> None:
+    x, w = torch.randn(2, 3, *size, dtype=torch.float64), torch.randn(4, 3, 3, 3,
+                                                                   dtype=torch.float64)
+    literal = torch.nn.functional.conv2d(
+        torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"), w, padding=1)
+    fused = torch.nn.functional.conv_transpose2d(x, models.nearest_conv_as_transposed(w),
+                                                 stride=2, padding=1)
+    assert_close(fused, literal)
+
+
+def test_stage2_sees_stage1_detached() -> None:
+    g1 = StageIGenerator(8, resolution=16, width=2, cond_dim=4, z_dim=3)
+    g2 = StageIIGenerator(8, in_res=16, out_res=32, width=2, cond_dim=4, res_blocks=1)
+    e = torch.randn(2, 8)
+    low = g1(e, torch.randn(2, 3)).image
+    g2(low, e).image.sum().backward()
+    assert all(p.grad is None for p in g1.parameters())
+    assert all(p.grad is not None for p in g2.parameters())
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _corpus(n: int = 12, c: int = 3, e: int = 16) -> t2i.Corpus:
+    gen = torch.Generator().manual_seed(0)
+    images = {r: torch.randint(0, 256, (n, 3, r, r), generator=gen, dtype=torch.uint8)
+              for r in (16, 32)}
+    rng = np.random.default_rng(0)
+    return t2i.Corpus(images, torch.randn(n, c, e, generator=gen),
+                      attributes=rng.integers(0, 3, (n, 8)), mentions=rng.random((n, c, 8)) < .4)
+
+
+class _Quiet:
+    """Stands in for the run's tracker in loop-level unit tests (the smoke test uses the
+    real Tracker)."""
+
+    def log(self, *args, **kwargs) -> None:
+        pass
+
+    def progress(self, total: int, initial: int = 0):
+        return self
+
+    def update(self, *args) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_one_training_step_per_head_and_stage(head: str, tmp_path) -> None:
+    cfg = load_config(t2i.StackGANConfig, TINY, [f"model.d_head={head}"])
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
+    corpus = _corpus()
+    s1 = t2i.build_stage(1, cfg, corpus, runtime, tmp_path, "hash")
+    lower = models.freeze(s1.state.ema.module)
+    s2 = t2i.build_stage(2, cfg, corpus, runtime, tmp_path, "hash", lower=lower)
+    expected_d = {"d/real", "d/fake", *(("d/match", "d/mismatch") if head == "split"
+                                        else ("d/wrong",))}
+    expected_g = {"g/adv", "g/kl", *(("g/match",) if head == "split" else ())}
+    for stage in (s1, s2):
+        d_phase, g_phase = stage.phases
+        g, d = stage.state.nets["g"], stage.state.nets["d"]
+        d_losses = d_phase.loss_fn(stage.state, stage.data.next())
+        assert set(d_losses) == expected_d and all(torch.isfinite(v) for v in d_losses.values())
+        d_losses["d/real"].backward()
+        assert all(p.grad is None for p in g.parameters())  # D's loss never reaches G
+        d.zero_grad(set_to_none=True)
+        g_losses = g_phase.loss_fn(stage.state, stage.data.next())  # reuses the D step's fakes
+        assert set(g_losses) == expected_g
+        sum(g_losses.values()).backward()
+        assert all(p.grad is None for p in d.parameters())  # no D weight gradients in G's step
+        assert all(p.grad is not None for p in g.parameters())
+        g.zero_grad(set_to_none=True)
+        before = [p.detach().clone() for p in g.parameters()]
+        train(stage.state, stage.phases, stage.data, steps=1, runtime=runtime, tracker=_Quiet())
+        assert stage.state.step == 1
+        assert any(not torch.equal(a, b) for a, b in zip(before, g.parameters(), strict=True))
+    assert all(p.grad is None for p in lower.parameters())
+
+
+def test_loss_weights_default_per_head_and_reject_unknown_terms() -> None:
+    cfg = load_config(t2i.StackGANConfig, TINY, ["loss.weights={d/wrong: 0.25}"])
+    d_w, g_w = t2i.loss_weights(cfg)
+    assert d_w == {"d/real": 1.0, "d/wrong": 0.25, "d/fake": 0.5}  # StackGAN's ½ for fakes
+    assert g_w == {"g/adv": 1.0, "g/kl": 2.0}  # KL weight 2.0 as in the official code
+    bad = load_config(t2i.StackGANConfig, TINY, ["loss.weights={d/mismatch: 1.0}"])
+    with pytest.raises(ValueError, match="no loss term 'd/mismatch' for head 'combined'"):
+        t2i.loss_weights(bad)
+
+
+def test_wrong_captions_contradict_their_image() -> None:
+    n = 6
+    attrs = np.zeros((n, 8), np.int64)
+    attrs[:, 0] = [0, 0, 0, 1, 1, 2]  # body colours
+    mentions = np.zeros((n, 1, 8), bool)
+    mentions[:, 0, 0] = True  # every caption states the body colour only
+    corpus = t2i.Corpus({16: torch.zeros(n, 3, 16, 16, dtype=torch.uint8)},
+                        torch.randn(n, 1, 4), attributes=attrs, mentions=mentions)
+    data = t2i.CaptionedImages(corpus, 16, n, flip=False, seed=0, device=torch.device("cpu"),
+                               channels_last=False)
+    for _ in range(20):
+        idx = data._indices()
+        wrong = data._wrong(idx, torch.zeros(n, dtype=torch.long))
+        body = torch.from_numpy(attrs[:, 0])[idx]
+        assert (body[wrong] != body).all()  # "a red bird" is never the wrong caption of a red one
+
+
+def test_data_position_resumes_exactly() -> None:
+    data = t2i.CaptionedImages(_corpus(), 16, 4, flip=True, seed=3,
+                               device=torch.device("cpu"), channels_last=True)
+    for _ in range(4):  # crosses an epoch boundary (12 images, batches of 4)
+        data.next()
+    state = data.state_dict()
+    a = data.next()
+    data.load_state_dict(state)
+    b = data.next()
+    for x, y in ((a.image, b.image), (a.emb, b.emb), (a.wrong, b.wrong)):
+        assert torch.equal(x, y)
+    assert a.image.is_contiguous(memory_format=torch.channels_last)
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def _train(run_dir: Path, *overrides: str, resume: bool = False, wandb: str = "disabled"
+           ) -> dict:
+    return t2i.main(["--config", str(TINY), "--run-dir", str(run_dir),
+                     *(["--resume"] if resume else []), f"run.wandb_mode={wandb}", *overrides])
+
+
+def _nets(path: Path) -> dict[str, torch.Tensor]:
+    payload = torch.load(path, weights_only=True)
+    flat = {f"ema.{k}": v for k, v in payload["ema"].items()}
+    for net, sd in payload["nets"].items():
+        flat.update({f"{net}.{k}": v for k, v in sd.items()})
+    return flat
+
+
+def test_entry_points_train_sample_evaluate_and_resume(tmp_path, capsys) -> None:
+    from text2img import evaluate as ev
+    from text2img import sample
+
+    run = tmp_path / "run"
+    result = _train(run, wandb="offline")
+    m = json.loads((run / "eval.json").read_text())
+    assert m == json.loads(json.dumps(result))
+    for stage in ("stage1", "stage2"):
+        assert 0.0 <= m[f"metrics/{stage}/attr_acc"] <= 1.0
+        assert m[f"metrics/{stage}/fd_judge_16"] >= 0.0 and f"metrics/{stage}/diversity" in m
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in records if "train/stage1/d/total" in r
+                   or "train/stage2/d/total" in r]
+    assert train_steps == [2, 4, 6, 8]  # stage 2 continues the step axis of stage 1
+    assert "train/stage2/g/kl" in records[-2] or "train/stage2/g/kl" in records[-1]
+    assert len(list((run / "samples").glob("samples_stage2_p1_step*.png"))) == 2
+    assert list((run / "wandb").glob("offline-run-*"))
+    meta = json.loads((run / "g_ema.json").read_text())
+    assert meta["stages"] == 2 and meta["encoder"] == "minilm"
+
+    # Sampling: a PNG with Stage-I | Stage-II pairs, from the run folder's EMA generators.
+    grid = tmp_path / "grid.png"
+    sample.main(["a small bird with a red crown and blue striped wings", "--n", "3",
+                 "--checkpoint", str(run), "--out", str(grid), "--no-title"])
+    with Image.open(grid) as im:
+        assert im.size == (2 + 3 * (64 + 2), 2 + 32 + 2)  # 3 pairs of 32 px images a row
+
+    # Offline evaluation through the default sampler hook (text2img.sample:load_sampler).
+    judge_dir = json.loads((run / "eval.json").read_text())["details"]["judge"]
+    report = ev.main([f"checkpoint={run}", "n=8", "n_z=2", "diversity_captions=2",
+                      "batch_size=8", f"judge={judge_dir}", "run.wandb_mode=disabled",
+                      "--run-dir", str(tmp_path / "eval")])
+    assert report["resolution"] == 32 and "metrics/attr_acc" in report["metrics"]
+
+    # Resume: drop Stage II's last checkpoint and the results, continue from step 2.
+    ck2 = run / "checkpoints" / "stage2"
+    final = _nets(ck2 / "step_000000004.pt")
+    (ck2 / "step_000000004.pt").unlink()
+    (run / "eval.json").unlink()
+    probes = (run / "probes.safetensors").read_bytes()
+    _train(run, resume=True)
+    resumed = _nets(ck2 / "step_000000004.pt")
+    assert final.keys() == resumed.keys()
+    for key in final:  # the continued run reproduces the uninterrupted one exactly
+        assert torch.equal(final[key], resumed[key]), key
+    assert (run / "eval.json").is_file() and (run / "probes.safetensors").read_bytes() == probes
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if "train/stage2/d/total" in line]
+    assert steps == [6, 8]  # the steps after the restored one were logged once
+
+    # A changed config is refused, naming the key.
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        _train(run, "loss.kl=1.0", resume=True)
+    assert exit_info.value.code == 2
+    assert "loss.kl: 2.0 -> 1.0" in capsys.readouterr().err
