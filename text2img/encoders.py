@@ -54,7 +54,7 @@ import torch
 from torch import Tensor
 
 from common.io import atomic_path, atomic_write_json
-from text2img.paths import cache_dir
+from common.paths import cache_dir
 
 __all__ = [
     "MINILM_SHA256",

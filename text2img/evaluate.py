@@ -73,7 +73,7 @@ from text2img.data.synthbirds import (
     sample_pose,
 )
 from text2img.judge import Judge, JudgeConfig, load_judge, predict
-from text2img.paths import cache_dir
+from common.paths import cache_dir
 
 __all__ = [
     "EvalConfig",

@@ -44,7 +44,7 @@ from common.config import ConfigError, RunConfig, RuntimeConfig, parse_cli, to_d
 from common.io import atomic_path, atomic_write_json
 from common.nn import down_block
 from text2img.data.synthbirds import ATTRIBUTES, SynthBirdsSpec, load_split
-from text2img.paths import cache_dir, short_hash
+from common.paths import cache_dir, short_hash
 
 __all__ = [
     "JUDGE_INPUT",

@@ -612,7 +612,7 @@ class JudgeRef:
     def parse(ref: str) -> JudgeRef:
         from common.config import load_config
         from text2img import judge as judge_mod
-        from text2img.paths import cache_dir
+        from common.paths import cache_dir
 
         path = Path(ref)
         if ref != "default" and path.is_dir():

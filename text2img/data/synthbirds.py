@@ -61,7 +61,7 @@ from text2img.data.synthbirds_text import (
     parse_caption,
     sample_attributes,
 )
-from text2img.paths import cache_dir, short_hash
+from common.paths import cache_dir, short_hash
 
 __all__ = [
     "ATTRIBUTES",
