@@ -20,7 +20,7 @@ from text2img.encoders import (
     minilm_encoder,
     minilm_folder,
 )
-from text2img.paths import cache_dir
+from common.paths import cache_dir
 
 # The MiniLM extraction is shared with the real cache (extracting 90 MB per test is waste);
 # everything else the tests write goes to tmp paths.
