@@ -16,8 +16,9 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["run_timed", "timed"]
+__all__ = ["NullTracker", "run_timed", "timed"]
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -78,3 +79,19 @@ def run_timed(argv: Sequence[str], *, threads: int = 1,
     # ru_maxrss is in kilobytes on Linux (bytes on macOS).
     scale = 1024 if sys.platform != "darwin" else 1
     return {"seconds": seconds, "peak_rss_mb": maxrss * scale / 2**20}
+
+
+class NullTracker:
+    """A tracker for timing runs of ``common.training.train``: logs nothing, no progress bar."""
+
+    def log(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def progress(self, total: int, initial: int = 0) -> NullTracker:
+        return self
+
+    def update(self, *args: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

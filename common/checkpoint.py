@@ -32,6 +32,8 @@ __all__ = [
     "load_checkpoint",
     "export_weights",
     "import_weights",
+    "read_artifact_meta",
+    "resolve_weights",
 ]
 
 FORMAT_VERSION = 1
@@ -165,3 +167,38 @@ def import_weights(path: Path, module: torch.nn.Module) -> dict[str, Any]:
         )
     module.load_state_dict(load_file(str(path)))
     return meta
+
+
+def read_artifact_meta(path: Path, entry: str) -> dict[str, Any]:
+    """The metadata of an :func:`export_weights` artifact, checked to come from ``entry``."""
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if not meta_path.is_file():
+        raise CheckpointError(f"{path}: metadata {meta_path.name} missing")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("entry") != entry:
+        raise CheckpointError(f"{path}: not a {entry} generator (entry {meta.get('entry')!r})")
+    return meta
+
+
+def resolve_weights(path: str | Path, artifact: str) -> tuple[str, Path, Path]:
+    """What a user's ``--checkpoint`` names: ``(kind, file, run folder)``.
+
+    ``kind`` is ``"artifact"`` (a ``.safetensors`` inference artifact) or ``"checkpoint"``
+    (a full ``step_*.pt``, whose run folder holds the config to rebuild the nets from). A run
+    folder means its artifact ``artifact`` if present, else its newest checkpoint.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if (path / artifact).is_file():
+            return "artifact", path / artifact, path
+        latest = Checkpointer(path / "checkpoints", "").latest()
+        if latest is None:
+            raise CheckpointError(f"{path}: neither {artifact} nor a checkpoint to load")
+        return "checkpoint", latest, path
+    if path.suffix == ".safetensors":
+        return "artifact", path, path.parent
+    if path.suffix == ".pt":
+        return "checkpoint", path, path.parent.parent
+    raise CheckpointError(f"{path}: expected a run folder, a .safetensors artifact or a "
+                          "checkpoints/step_*.pt file")

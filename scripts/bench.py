@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from common.benchmark import timed
+from common.benchmark import NullTracker, timed
 from common.io import atomic_write_json
 
 BENCHES: dict[str, Callable[[], dict[str, Any]]] = {}
@@ -65,7 +65,7 @@ def toy2d_step() -> dict[str, Any]:
 def _toy_steps(state, phases, data, runtime, n: int) -> None:
     from common.training import train
 
-    train(state, phases, data, steps=state.step + n, runtime=runtime, tracker=_NullTracker(),
+    train(state, phases, data, steps=state.step + n, runtime=runtime, tracker=NullTracker(),
           log_every=10**9)
 
 
@@ -86,22 +86,6 @@ _track_bench("stackgan_step", "text2img.bench", "bench_stackgan_step")
 _track_bench("world_analysis", "speech.features", "bench_world")
 _track_bench("enhance_cli", "speech.enhance.bench", "bench_enhance")
 _track_bench("vc_convert_cli", "speech.vc.bench", "bench_vc")
-
-
-class _NullTracker:
-    """Benchmarks log nothing."""
-
-    def log(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def progress(self, total: int, initial: int = 0) -> _NullTracker:
-        return self
-
-    def update(self, *args: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def main(argv: list[str] | None = None) -> None:

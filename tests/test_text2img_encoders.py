@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from common.paths import cache_dir
 from text2img import encoders
 from text2img.encoders import (
     MINILM_SHA256,
@@ -20,7 +21,6 @@ from text2img.encoders import (
     minilm_encoder,
     minilm_folder,
 )
-from common.paths import cache_dir
 
 # The MiniLM extraction is shared with the real cache (extracting 90 MB per test is waste);
 # everything else the tests write goes to tmp paths.

@@ -36,28 +36,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from common.benchmark import NullTracker
 from common.runtime import setup_runtime
 from common.training import train
 
 __all__ = ["bench_stackgan_step"]
 
 BATCH, RES, EMBED, N_TRAIN = 64, 64, 1024, 256
-
-
-class _NullTracker:
-    """Benchmarks log nothing."""
-
-    def log(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def progress(self, total: int, initial: int = 0) -> _NullTracker:
-        return self
-
-    def update(self, *args: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def _config(precision: str, channels_last: bool, fused: bool):
@@ -98,7 +83,7 @@ class _Ours:
     def __call__(self) -> None:
         st = self.stage
         train(st.state, st.phases, st.data, steps=st.state.step + 1, runtime=self.runtime,
-              tracker=_NullTracker(), log_every=10**9)
+              tracker=NullTracker(), log_every=10**9)
 
 
 class _Reference:

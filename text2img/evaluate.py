@@ -58,6 +58,7 @@ from common.config import RunConfig, RuntimeConfig, parse_cli, to_dict
 from common.io import atomic_write_json
 from common.metrics import FeatureStats, RealStatsCache, fd_metric_name, frechet_distance
 from common.metrics.registry import register_metric
+from common.paths import cache_dir
 from common.tracking import Tracker
 from text2img.data.synthbirds import (
     ATTRIBUTE_NAMES,
@@ -73,7 +74,6 @@ from text2img.data.synthbirds import (
     sample_pose,
 )
 from text2img.judge import Judge, JudgeConfig, load_judge, predict
-from common.paths import cache_dir
 
 __all__ = [
     "EvalConfig",

@@ -43,8 +43,8 @@ from torch import Tensor, nn
 from common.config import ConfigError, RunConfig, RuntimeConfig, parse_cli, to_dict
 from common.io import atomic_path, atomic_write_json
 from common.nn import down_block
-from text2img.data.synthbirds import ATTRIBUTES, SynthBirdsSpec, load_split
 from common.paths import cache_dir, short_hash
+from text2img.data.synthbirds import ATTRIBUTES, SynthBirdsSpec, load_split
 
 __all__ = [
     "JUDGE_INPUT",

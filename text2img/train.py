@@ -611,8 +611,8 @@ class JudgeRef:
     @staticmethod
     def parse(ref: str) -> JudgeRef:
         from common.config import load_config
-        from text2img import judge as judge_mod
         from common.paths import cache_dir
+        from text2img import judge as judge_mod
 
         path = Path(ref)
         if ref != "default" and path.is_dir():

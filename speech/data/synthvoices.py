@@ -45,6 +45,7 @@ import numpy as np
 
 from common.config import ConfigError, from_dict, load_config, to_dict, to_yaml
 from common.io import atomic_write_json, atomic_write_text
+from common.paths import cache_dir, short_hash
 from speech.audio import DEFAULT_RESAMPLE, RESAMPLE_METHODS, write_audio
 from speech.data.grammar import GRAMMAR_VERSION, sentences
 from speech.data.mixtures import (
@@ -67,7 +68,6 @@ from speech.data.voices import (
     synthesize,
     voice_status,
 )
-from common.paths import cache_dir, short_hash
 
 __all__ = [
     "GENERATOR_VERSION",

@@ -25,8 +25,8 @@ import soundfile as sf
 import torch
 
 from common.io import atomic_write_json
-from speech.audio import DEFAULT_RESAMPLE, RESAMPLE_METHODS, read_audio, write_audio
 from common.paths import cache_dir, short_hash
+from speech.audio import DEFAULT_RESAMPLE, RESAMPLE_METHODS, read_audio, write_audio
 
 __all__ = ["SplitDirs", "VoiceBankDemand", "find_split_dirs", "resample_corpus"]
 

@@ -35,12 +35,12 @@ import numpy as np
 import yaml
 
 from common.io import atomic_path, atomic_write_json, atomic_write_text
+from common.paths import cache_dir, short_hash
 from speech.audio import read_audio, write_audio
 from speech.enhance.classical import ClassicalConfig, ClassicalEnhancer
 from speech.enhance.config import EnhanceConfig, EvalConfig, FeatureConfig
 from speech.enhance.data import Pair, corpus_root, load_pairs
 from speech.enhance.inference import Enhancer, System
-from common.paths import cache_dir, short_hash
 
 __all__ = ["EVAL_METRICS", "NoisyInput", "evaluate_systems", "main", "make_baselines",
            "score_system", "spectrogram_image"]

@@ -10,7 +10,6 @@ evaluation runs exactly the code path of the CLI.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,7 +17,13 @@ import numpy as np
 import torch
 import yaml
 
-from common.checkpoint import Checkpointer, CheckpointError, import_weights, load_checkpoint
+from common.checkpoint import (
+    CheckpointError,
+    import_weights,
+    load_checkpoint,
+    read_artifact_meta,
+    resolve_weights,
+)
 from common.config import from_dict
 from speech.audio import apply_chunked
 from speech.enhance.config import EnhanceConfig, FeatureConfig, ModelConfig
@@ -72,30 +77,15 @@ class Enhancer:
     def load(cls, path: str | Path, **kwargs: Any) -> Enhancer:
         """From an artifact (``*.safetensors``), a run folder (its artifact, else the EMA of
         its newest checkpoint) or a checkpoint file ``<run>/checkpoints/step_*.pt``."""
-        path = Path(path)
-        if path.is_dir():
-            if (path / ARTIFACT).is_file():
-                return cls._from_artifact(path / ARTIFACT, **kwargs)
-            latest = Checkpointer(path / "checkpoints", "").latest()
-            if latest is None:
-                raise CheckpointError(f"{path}: neither {ARTIFACT} nor a checkpoint to load")
-            return cls._from_checkpoint(latest, path, **kwargs)
-        if path.suffix == ".safetensors":
-            return cls._from_artifact(path, **kwargs)
-        if path.suffix == ".pt":
-            return cls._from_checkpoint(path, path.parent.parent, **kwargs)
-        raise CheckpointError(f"{path}: expected a run folder, a .safetensors artifact or a "
-                              "checkpoints/step_*.pt file")
+        kind, file, run_dir = resolve_weights(path, ARTIFACT)
+        if kind == "artifact":
+            return cls._from_artifact(file, **kwargs)
+        return cls._from_checkpoint(file, run_dir, **kwargs)
 
     @classmethod
     def _from_artifact(cls, path: Path, **kwargs: Any) -> Enhancer:
         meta_path = path.with_suffix(".json")
-        if not meta_path.is_file():
-            raise CheckpointError(f"{path}: metadata {meta_path.name} missing")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("entry") != "speech.enhance":
-            raise CheckpointError(f"{path}: not a speech.enhance generator "
-                                  f"(entry {meta.get('entry')!r})")
+        meta = read_artifact_meta(path, "speech.enhance")
         model = from_dict(ModelConfig, meta["model"], str(meta_path))
         feature = from_dict(FeatureConfig, meta["feature"], str(meta_path))
         g = build_generator(model)

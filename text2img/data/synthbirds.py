@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from common.io import atomic_path, atomic_write_json
+from common.paths import cache_dir, short_hash
 from text2img.data.synthbirds_draw import (
     PALETTE,
     Pose,
@@ -61,7 +62,6 @@ from text2img.data.synthbirds_text import (
     parse_caption,
     sample_attributes,
 )
-from common.paths import cache_dir, short_hash
 
 __all__ = [
     "ATTRIBUTES",
