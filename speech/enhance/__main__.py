@@ -18,17 +18,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from speech.audio import (
-    DEFAULT_RESAMPLE,
-    RESAMPLE_METHODS,
-    SUPPORTED_EXTENSIONS,
-    AudioError,
-    process_file,
-)
+from speech.cli import add_stream_args, check_stream_args, file_jobs, run_jobs
 
 __all__ = ["load_system", "main"]
 
@@ -47,23 +40,6 @@ def load_system(checkpoint: str | None, classical: str, chunk_seconds: float,
                              overlap_seconds=overlap_seconds)
 
 
-def _jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
-    if src.is_dir():
-        if dst.exists() and not dst.is_dir():
-            raise ValueError(f"{dst}: input is a folder, so the output must be a folder")
-        if dst.resolve() == src.resolve():
-            raise ValueError(f"{dst}: the output folder must differ from the input folder")
-        files = sorted(p for p in src.rglob("*")
-                       if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
-                       and dst.resolve() not in p.resolve().parents)
-        if not files:
-            raise ValueError(f"{src}: no {'/'.join(SUPPORTED_EXTENSIONS)} files in this folder")
-        return [(p, dst / p.relative_to(src)) for p in files]
-    if dst.is_dir():
-        return [(src, dst / src.with_suffix(".wav").name)]
-    return [(src, dst)]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m speech.enhance",
                                      description=__doc__.split("\n\n")[0],
@@ -75,23 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run folder, g_ema.safetensors or checkpoints/step_*.pt")
     parser.add_argument("--classical", choices=("wiener", "specsub"), default="wiener",
                         help="baseline used without --checkpoint (default: wiener)")
-    parser.add_argument("--chunk-seconds", type=float, default=10.0)
-    parser.add_argument("--overlap-seconds", type=float, default=0.5)
-    parser.add_argument("--resample", choices=sorted(RESAMPLE_METHODS), default=DEFAULT_RESAMPLE,
-                        help="resampler for inputs not at 16 kHz")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    parser.add_argument("--no-overwrite", action="store_true", help="refuse existing outputs")
-    parser.add_argument("--quiet", action="store_true")
+    add_stream_args(parser)
     args = parser.parse_args(argv)
-
-    import torch
-
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    if not 0 <= args.overlap_seconds < args.chunk_seconds:
-        parser.error("need 0 <= --overlap-seconds < --chunk-seconds")
+    check_stream_args(parser, args)
     try:
-        jobs = _jobs(args.input, args.output)
+        jobs = file_jobs(args.input, args.output)
         system = load_system(args.checkpoint, args.classical, args.chunk_seconds,
                              args.overlap_seconds)
     except (OSError, ValueError, RuntimeError) as err:
@@ -100,30 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.checkpoint is None and not args.quiet:
         print(f"note: no --checkpoint given; using the classical {args.classical} filter",
               file=sys.stderr)
-    failed = 0
-    for src, dst in jobs:
-        t0 = time.perf_counter()
-        try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            report = process_file(src, dst, system.enhance_chunk, system.sr,
-                                  chunk_seconds=args.chunk_seconds,
-                                  overlap_seconds=args.overlap_seconds, method=args.resample,
-                                  progress=not args.quiet and sys.stderr.isatty(),
-                                  overwrite=not args.no_overwrite)
-        except (AudioError, OSError, ValueError) as err:
-            failed += 1
-            print(f"error: {err}", file=sys.stderr)
-            continue
-        seconds = time.perf_counter() - t0
-        if not args.quiet:
-            resampled = (f", resampled from {report.source_sr} Hz ({report.resample_method})"
-                         if report.resample_method else "")
-            print(f"{src} -> {dst}: {report.seconds:.2f} s of audio{resampled}, "
-                  f"{report.chunks} chunk(s), RTF {seconds / max(report.seconds, 1e-9):.3f}")
-    if failed:
-        print(f"{failed} of {len(jobs)} file(s) failed", file=sys.stderr)
-        return 1 if len(jobs) > 1 else 2
-    return 0
+    return run_jobs(jobs, lambda src: (system.enhance_chunk, ""), system.sr, args)
 
 
 if __name__ == "__main__":
