@@ -12,7 +12,9 @@ Every entry point does the same five things before training, so they live here o
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,11 @@ import torch.distributed as dist
 import yaml
 
 from common.checkpoint import Checkpointer
-from common.config import Invocation, config_hash, to_dict, to_yaml
+from common.config import Invocation, RunConfig, config_hash, to_dict, to_yaml
 from common.io import atomic_write_text
 from common.runtime import Runtime, setup_runtime
 from common.tracking import Tracker
+from common.training import Hook, NonFiniteLossError, Phase, TrainState, train
 
 __all__ = ["RunDirError", "Run", "open_run", "config_diff"]
 
@@ -44,6 +47,20 @@ class Run:
 
     def close(self) -> None:
         self.tracker.finish()
+
+    def train(self, state: TrainState, phases: Sequence[Phase], data: Any, *, steps: int,
+              every: RunConfig, hooks: Sequence[Hook] = ()) -> None:
+        """:func:`common.training.train` with this run's runtime, tracker and checkpoints,
+        at ``every``'s log / checkpoint intervals. A non-finite loss ends the process with
+        the guard's one-line message (exit 1); the last good checkpoint stays loadable."""
+        try:
+            train(state, phases, data, steps=steps, runtime=self.runtime, tracker=self.tracker,
+                  checkpointer=self.checkpointer, checkpoint_every=every.checkpoint_every,
+                  log_every=every.log_every, hooks=list(hooks))
+        except NonFiniteLossError as err:
+            print(f"error: {err}", file=sys.stderr)
+            self.close()
+            raise SystemExit(1) from None
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

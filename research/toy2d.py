@@ -52,7 +52,7 @@ from common.losses import (
 from common.nn import EMA, mlp
 from common.rundir import RunDirError, open_run
 from common.runtime import Runtime, broadcast_module
-from common.training import Hook, NonFiniteLossError, Phase, TrainState, restore, train
+from common.training import Hook, Phase, TrainState, restore
 
 # ----------------------------------------------------------------------------- config
 
@@ -397,23 +397,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             )
 
     (run.dir / "samples").mkdir(parents=True, exist_ok=True)
-    try:
-        train(
-            state,
-            phases,
-            data,
-            steps=cfg.train.steps,
-            runtime=run.runtime,
-            tracker=run.tracker,
-            checkpointer=run.checkpointer,
-            checkpoint_every=cfg.run.checkpoint_every,
-            log_every=cfg.run.log_every,
-            hooks=[Hook(cfg.run.sample_every, snapshot)],
-        )
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        run.close()
-        raise SystemExit(1) from None
+    run.train(state, phases, data, steps=cfg.train.steps, every=cfg.run,
+              hooks=[Hook(cfg.run.sample_every, snapshot)])
 
     results = evaluate(cfg, state, centres, n_classes, device)
     run.tracker.summary({f"eval/{k}": v for k, v in results.items()})

@@ -46,7 +46,7 @@ from common.losses import (
 from common.nn import EMA
 from common.rundir import RunDirError, open_run
 from common.runtime import Runtime, broadcast_module
-from common.training import Hook, NonFiniteLossError, Phase, TrainState, restore, train
+from common.training import Hook, Phase, TrainState, restore
 from speech.enhance.config import DEFAULT_WEIGHTS, EnhanceConfig, ModelConfig
 from speech.enhance.data import Batch, CropSource, Pair, corpus_root, load_pairs
 from speech.enhance.inference import ARTIFACT, Enhancer, build_generator, featurizer
@@ -278,15 +278,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if sdr:
             run.tracker.log({"val/probe_si_sdr": float(np.mean(sdr))}, step=st.step)
 
-    try:
-        train(state, setup.phases, setup.data, steps=cfg.train.steps, runtime=run.runtime,
-              tracker=run.tracker, checkpointer=run.checkpointer,
-              checkpoint_every=cfg.run.checkpoint_every, log_every=cfg.run.log_every,
+    run.train(state, setup.phases, setup.data, steps=cfg.train.steps, every=cfg.run,
               hooks=[Hook(cfg.run.sample_every, snapshot)] if run.runtime.is_main else [])
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        run.close()
-        raise SystemExit(1) from None
 
     results: dict[str, float] = {}
     if run.runtime.is_main:

@@ -61,7 +61,7 @@ from common.losses import (
 from common.nn import EMA
 from common.rundir import RunDirError, open_run
 from common.runtime import Runtime, broadcast_module
-from common.training import Hook, NonFiniteLossError, Phase, TrainState, restore, train
+from common.training import Hook, Phase, TrainState, restore
 from speech.vc.config import DEFAULT_WEIGHTS, VCConfig
 from speech.vc.data import CropSource, VCBatch
 from speech.vc.features import SpeakerStats, analyze_file, speaker_stats
@@ -320,15 +320,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 [(src, "source"), (out, f"converted (step {st.step})"), (tgt, "target")], sr),
                 step=st.step, caption=uid)
 
-    try:
-        train(state, setup.phases, setup.data, steps=cfg.train.steps, runtime=run.runtime,
-              tracker=run.tracker, checkpointer=run.checkpointer,
-              checkpoint_every=cfg.run.checkpoint_every, log_every=cfg.run.log_every,
+    run.train(state, setup.phases, setup.data, steps=cfg.train.steps, every=cfg.run,
               hooks=[Hook(cfg.run.sample_every, snapshot)] if run.runtime.is_main else [])
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        run.close()
-        raise SystemExit(1) from None
 
     results: dict[str, float] = {}
     if run.runtime.is_main:
