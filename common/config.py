@@ -401,7 +401,7 @@ def parse_cli(
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     parser.add_argument("--dry-run", action="store_true", help="print resolved config and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # key=value before or after options
     overrides = list(args.overrides)
     if args.run_dir is not None:
         overrides.append(f"run.dir={args.run_dir}")

@@ -27,6 +27,7 @@ from einops.layers.torch import Rearrange
 from torch import Tensor, nn
 
 from common.nn.blocks import maybe_spectral_norm
+from common.nn.standardize import Standardize
 
 HEAD_KINDS = ("combined", "split", "projection", "none")
 
@@ -324,6 +325,20 @@ def make_head(
     if kind == "projection":
         return ProjectionHead(feat_ch, cond_dim, **shared)
     return UnconditionalHead(feat_ch, cond_dim, **shared)
+
+
+class StandardizedHead(nn.Module):
+    """``head(features, Standardize(cond))``: any head behind a fixed condition
+    standardisation (:mod:`common.nn.standardize`; statistics set by ``fit_standardizers``).
+    Same call and output as the wrapped head."""
+
+    def __init__(self, head: nn.Module, cond_dim: int) -> None:
+        super().__init__()
+        self.head = head
+        self.norm = Standardize(cond_dim)
+
+    def forward(self, features: Tensor, cond: Tensor | None = None) -> DOut:
+        return self.head(features, None if cond is None else self.norm(cond))
 
 
 class ConditionalDiscriminator(nn.Module):

@@ -12,6 +12,7 @@ from common.discriminators import (
     DOut,
     ProjectionHead,
     SplitHead,
+    StandardizedHead,
     condition_map,
     make_head,
 )
@@ -111,6 +112,19 @@ def test_projection_head_global_matches_formula():
     vy = y @ head.embed.weight.T  # (B, C): row of the embedding matrix for each class
     expected = psi + (vy * phi).sum(dim=1, keepdim=True)
     assert_close(head(f, y).joint, expected)
+
+
+@pytest.mark.parametrize("kind", ["combined", "split", "projection"])
+def test_standardized_head_scores_the_standardized_condition(kind):
+    torch.manual_seed(0)
+    head = make_head(kind, C, E, cond_ch=6, hidden=7, spatial=(H, W)).eval()
+    wrapped = StandardizedHead(head, E)
+    data = 0.05 * torch.randn(50, E) + 3.0
+    wrapped.norm.fit(data)
+    f, y = torch.randn(B, C, H, W), data[:B]
+    z = (y - wrapped.norm.mean) / wrapped.norm.scale
+    for name in FIELDS[kind]:
+        assert_close(getattr(wrapped(f, y), name), getattr(head(f, z), name))
 
 
 def test_projection_head_patch_and_map_condition_is_per_position():

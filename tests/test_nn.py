@@ -11,7 +11,9 @@ from common.nn import (
     GatedConv1d,
     GatedConv2d,
     ResBlock,
+    Standardize,
     down_block,
+    fit_standardizers,
     kl_divergence,
     maybe_spectral_norm,
     mlp,
@@ -130,6 +132,40 @@ def test_ca_logvar_not_clamped_so_sigma_can_be_below_one():
     assert (sigma < 1).all()
     # The samples really are that narrow: empirical std ≈ exp(-2) = 0.135 and exp(-1) = 0.368.
     assert_close(out.c.std(dim=0), torch.exp(0.5 * logvar), atol=0.04, rtol=0.0)
+
+
+def test_ca_without_augmentation_is_a_deterministic_linear_code():
+    ca = ConditioningAugmentation(embed_dim=6, cond_dim=4, augment=False)
+    e = torch.randn(3, 6)
+    a, b = ca(e), ca(e)
+    assert a.logvar is None and ca.fc.out_features == 4
+    assert torch.equal(a.c, b.c) and torch.equal(a.c, a.mu)
+    assert_close(a.c, e @ ca.fc.weight.T + ca.fc.bias)
+
+
+def test_ca_standardizes_its_input_once_fitted():
+    torch.manual_seed(0)
+    data = 0.03 * torch.randn(400, 6) + torch.linspace(-1, 1, 6)  # small spread, big offset
+    ca = ConditioningAugmentation(embed_dim=6, cond_dim=4, standardize=True)
+    assert fit_standardizers(ca, data) == 1
+    z = ca.norm(data)
+    assert_close(z.mean(0), torch.zeros(6), atol=1e-5, rtol=0)
+    # std 1 up to the floor: scale = std + 0.05 · mean(std)
+    assert_close(z.std(0), torch.full((6,), 1 / 1.05), atol=0.02, rtol=0)
+    out = ca(data[:3], sample=False)
+    assert_close(out.mu, (z[:3] @ ca.fc.weight.T + ca.fc.bias)[:, :4])
+
+
+def test_standardize_round_trips_through_state_dict_and_handles_maps():
+    s = Standardize(3).fit(torch.tensor([[0.0, 1.0, 2.0], [2.0, 3.0, 6.0]]))
+    t = Standardize(3)
+    t.load_state_dict(s.state_dict())
+    x = torch.tensor([[1.0, 2.0, 4.0]])
+    assert_close(t(x), torch.zeros(1, 3))
+    maps = x[:, :, None, None].expand(1, 3, 2, 5)
+    assert_close(t(maps), torch.zeros(1, 3, 2, 5))
+    with pytest.raises(ValueError, match="Tensor\\[N >= 2, 3\\]"):
+        Standardize(3).fit(torch.zeros(1, 3))
 
 
 def test_kl_closed_form():

@@ -13,6 +13,7 @@ from PIL import Image
 from torch.testing import assert_close
 
 from common.config import RuntimeConfig, load_config
+from common.nn import Standardize
 from common.runtime import setup_runtime
 from common.training import train
 from text2img import models
@@ -181,6 +182,33 @@ def test_one_training_step_per_head_and_stage(head: str, tmp_path) -> None:
         assert stage.state.step == 1
         assert any(not torch.equal(a, b) for a, b in zip(before, g.parameters(), strict=True))
     assert all(p.grad is None for p in lower.parameters())
+
+
+def test_stage_networks_standardize_with_the_training_caption_statistics(tmp_path) -> None:
+    cfg = load_config(t2i.StackGANConfig, TINY, ["model.d_head=projection"])
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
+    corpus = _corpus()
+    corpus.embeddings = corpus.embeddings * 0.03 + 0.5  # small spread around a big offset
+    stage = t2i.build_stage(1, cfg, corpus, runtime, tmp_path, "hash")
+    flat = corpus.embeddings.flatten(0, 1)
+    norms = [m for net in (stage.state.nets["g"], stage.state.nets["d"], stage.state.ema.module)
+             for m in net.modules() if isinstance(m, Standardize)]
+    assert len(norms) == 3  # G's CA, D's head, and the EMA copy of G
+    for m in norms:
+        assert_close(m(flat).mean(0), torch.zeros(flat.shape[1]), atol=1e-4, rtol=0)
+    off = load_config(t2i.StackGANConfig, TINY, ["model.cond_standardize=false"])
+    stage = t2i.build_stage(1, off, corpus, runtime, tmp_path, "hash")
+    assert not any(isinstance(m, Standardize) for m in stage.state.nets["g"].modules())
+
+
+def test_conditioning_augmentation_off_drops_the_kl_term(tmp_path) -> None:
+    cfg = load_config(t2i.StackGANConfig, TINY, ["model.ca=false"])
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
+    stage = t2i.build_stage(1, cfg, _corpus(), runtime, tmp_path, "hash")
+    d_phase, g_phase = stage.phases
+    d_phase.loss_fn(stage.state, stage.data.next())
+    assert set(g_phase.loss_fn(stage.state, stage.data.next())) == {"g/adv"}
+    assert t2i.loss_weights(cfg)[1] == {"g/adv": 1.0}
 
 
 def test_loss_weights_default_per_head_and_reject_unknown_terms() -> None:

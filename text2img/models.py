@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from common.discriminators import ConditionalDiscriminator, make_head
+from common.discriminators import ConditionalDiscriminator, StandardizedHead, make_head
 from common.nn import CAOut, ConditioningAugmentation, ResBlock
 
 __all__ = [
@@ -267,13 +267,13 @@ class StageIGenerator(nn.Module):
 
     def __init__(self, embed_dim: int, *, resolution: int = 64, width: int = 128,
                  cond_dim: int = 128, z_dim: int = 100, upsample: str = "nearest",
-                 fused: bool = True) -> None:
+                 fused: bool = True, augment: bool = True, standardize: bool = False) -> None:
         super().__init__()
         self.embed_dim, self.resolution, self.z_dim, self.cond_dim = (
             embed_dim, resolution, z_dim, cond_dim)
         self.channels = stage1_channels(resolution, width)
         self.memory_format = torch.contiguous_format
-        self.ca = ConditioningAugmentation(embed_dim, cond_dim)
+        self.ca = ConditioningAugmentation(embed_dim, cond_dim, augment, standardize)
         c0 = self.channels[0]
         self.fc = nn.Sequential(nn.Linear(cond_dim + z_dim, c0 * 16, bias=False),
                                 nn.BatchNorm1d(c0 * 16), nn.ReLU())
@@ -318,14 +318,15 @@ class StageIIGenerator(nn.Module):
 
     def __init__(self, embed_dim: int, *, in_res: int = 64, out_res: int = 256,
                  width: int = 128, cond_dim: int = 128, n_down: int = 2, res_blocks: int = 4,
-                 upsample: str = "nearest", fused: bool = True) -> None:
+                 upsample: str = "nearest", fused: bool = True, augment: bool = True,
+                 standardize: bool = False) -> None:
         super().__init__()
         self.embed_dim, self.in_res, self.resolution, self.cond_dim = (
             embed_dim, in_res, out_res, cond_dim)
         self.channels = stage2_channels(in_res, out_res, width, n_down)
         self.memory_format = torch.contiguous_format
         enc, ups = self.channels["encoder"], self.channels["up"]
-        self.ca = ConditioningAugmentation(embed_dim, cond_dim)
+        self.ca = ConditioningAugmentation(embed_dim, cond_dim, augment, standardize)
         # First conv has no batch norm (DCGAN §3: it sees the image directly).
         layers: list[nn.Module] = [_conv3(3, enc[0], bias=True), nn.ReLU()]
         for a, b in zip(enc[:-1], enc[1:], strict=True):
@@ -393,7 +394,7 @@ class ImageEncoder(nn.Module):
 
 def build_discriminator(head: str, *, resolution: int, width: int, embed_dim: int,
                         cond_ch: int = 128, head_norm: str | None = "bn",
-                        max_mult: int = 8) -> ConditionalDiscriminator:
+                        max_mult: int = 8, standardize: bool = False) -> ConditionalDiscriminator:
     """D(x, e) = head(ImageEncoder(x), e), the head chosen by name (``model.d_head``).
 
     The text embedding e (not G's CA code) is the condition: the head compresses it to
@@ -402,6 +403,8 @@ def build_discriminator(head: str, *, resolution: int, width: int, embed_dim: in
     and the score is one global logit from the whole 4×4 map (the official 4×4 conv).
     ``head_norm`` (bn | None) is the fuse layer's norm for combined / split heads
     (the official D_GET_LOGITS has batch norm there); the projection head has none.
+    ``standardize`` puts the head behind a fixed standardisation of e
+    (:class:`common.discriminators.StandardizedHead`), as G's CA with ``standardize``.
     """
     backbone = ImageEncoder(resolution, width, max_mult)
     feat = backbone.out_ch
@@ -409,4 +412,6 @@ def build_discriminator(head: str, *, resolution: int, width: int, embed_dim: in
     d_head = make_head(head, feat, embed_dim, cond_ch=cond_ch, hidden=feat, spatial=(4, 4),
                        norm=norm)
     dcgan_init(d_head)
+    if standardize:
+        d_head = StandardizedHead(d_head, embed_dim)
     return ConditionalDiscriminator(backbone, d_head)

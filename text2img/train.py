@@ -58,7 +58,7 @@ from common.losses import (
     kl_divergence,
     mismatch_indices,
 )
-from common.nn import EMA
+from common.nn import EMA, fit_standardizers
 from common.rundir import Run, RunDirError, open_run
 from common.runtime import Runtime, broadcast_module
 from common.tracking import make_grid
@@ -113,6 +113,10 @@ class ModelConfig:
     upsample: Literal["nearest", "transposed"] = "nearest"
     fused_upsample: bool = True  # nearest ×2 + 3×3 conv as one transposed conv (exact)
     head_norm: Literal["bn", "none"] = "bn"
+    ca: bool = True  # conditioning augmentation (§3.2); false: c = μ(e), no g/kl (§4.3 ablation)
+    # G's CA and D's head standardise the caption embedding with the training captions'
+    # statistics (common/nn/standardize.py); the official code feeds it raw.
+    cond_standardize: bool = True
 
 
 @dataclass
@@ -343,11 +347,13 @@ def build_generator(index: int, cfg: ModelConfig, embed_dim: int) -> nn.Module:
     if index == 1:
         return StageIGenerator(embed_dim, resolution=cfg.stage1_res, width=cfg.g_width,
                                cond_dim=cfg.cond_dim, z_dim=cfg.z_dim, upsample=cfg.upsample,
-                               fused=cfg.fused_upsample)
+                               fused=cfg.fused_upsample, augment=cfg.ca,
+                               standardize=cfg.cond_standardize)
     return StageIIGenerator(embed_dim, in_res=cfg.stage1_res, out_res=cfg.stage2_res,
                             width=cfg.g_width, cond_dim=cfg.cond_dim, n_down=cfg.stage2_down,
                             res_blocks=cfg.res_blocks, upsample=cfg.upsample,
-                            fused=cfg.fused_upsample)
+                            fused=cfg.fused_upsample, augment=cfg.ca,
+                            standardize=cfg.cond_standardize)
 
 
 def generate(g: nn.Module, lower: nn.Module | None, emb: Tensor, z: Tensor,
@@ -386,7 +392,9 @@ def loss_weights(cfg: StackGANConfig) -> tuple[dict[str, float], dict[str, float
     """(D weights, G weights) keyed by logged name: per-head defaults < loss.weights."""
     head = cfg.model.d_head
     d_w = default_d_weights(head)
-    g_w = {"g/adv": 1.0, **({"g/match": 1.0} if head == "split" else {}), "g/kl": cfg.loss.kl}
+    g_w = {"g/adv": 1.0, **({"g/match": 1.0} if head == "split" else {})}
+    if cfg.model.ca:
+        g_w["g/kl"] = cfg.loss.kl
     if head == "split" and cfg.loss.fake_in_match:
         d_w["d/match_fake"] = 1.0
     for key, value in cfg.loss.weights.items():
@@ -432,8 +440,9 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
             out = _f32(d(fake["image"], emb))
         losses = conditional_g_losses(out, kind)
         ca = fake["ca"]
-        # CA's KL (§3.2) per code dimension, like the official KL_loss (a mean, not a sum).
-        losses["g/kl"] = kl_divergence(ca.mu.float(), ca.logvar.float()) / ca.mu.shape[1]
+        if ca.logvar is not None:  # CA on
+            # CA's KL (§3.2) per code dimension, like the official KL_loss (a mean, not a sum).
+            losses["g/kl"] = kl_divergence(ca.mu.float(), ca.logvar.float()) / ca.mu.shape[1]
         return losses
 
     d_w, g_w = loss_weights(cfg)
@@ -457,7 +466,11 @@ def build_stage(index: int, cfg: StackGANConfig, corpus: Corpus, runtime: Runtim
     d = build_discriminator(cfg.model.d_head, resolution=resolution, width=cfg.model.d_width,
                             embed_dim=embed_dim, cond_ch=cfg.model.d_cond_ch,
                             head_norm=None if cfg.model.head_norm == "none" else "bn",
-                            ).to(device)
+                            standardize=cfg.model.cond_standardize).to(device)
+    if cfg.model.cond_standardize:  # statistics of every training caption's embedding
+        flat = corpus.embeddings.flatten(0, 1)  # (N·C, E)
+        fit_standardizers(g, flat)
+        fit_standardizers(d, flat)
     if runtime.channels_last:
         to_channels_last(g)
         to_channels_last(d)

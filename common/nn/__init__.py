@@ -11,6 +11,7 @@ from common.nn.blocks import (
 )
 from common.nn.ca import CAOut, ConditioningAugmentation, kl_divergence
 from common.nn.ema import EMA
+from common.nn.standardize import Standardize, fit_standardizers
 
 __all__ = [
     "CAOut",
@@ -19,7 +20,9 @@ __all__ = [
     "GatedConv1d",
     "GatedConv2d",
     "ResBlock",
+    "Standardize",
     "down_block",
+    "fit_standardizers",
     "kl_divergence",
     "maybe_spectral_norm",
     "mlp",

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from common.nn.standardize import Standardize
+
 
 @dataclass
 class CAOut:
@@ -23,12 +25,13 @@ class CAOut:
 
     c:      Tensor[B, cond_dim]  the condition fed to G (sampled, or μ when not sampling)
     mu:     Tensor[B, cond_dim]  mean μ(e)
-    logvar: Tensor[B, cond_dim]  log σ²(e); unconstrained, so σ may be below 1
+    logvar: Tensor[B, cond_dim]  log σ²(e); unconstrained, so σ may be below 1.
+            None when augmentation is off (c = μ, a plain linear code; no KL term)
     """
 
     c: Tensor
     mu: Tensor
-    logvar: Tensor
+    logvar: Tensor | None
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -50,13 +53,23 @@ class ConditioningAugmentation(nn.Module):
     StackGAN PyTorch port applies a ReLU before the split; that forces log σ² ≥ 0, i.e.
     σ ≥ 1, so the KL term can never reach 0 and the noise can never shrink below unit
     scale. We deliberately do not do that.
+
+    ``augment=False`` is the paper's "without CA" ablation (StackGAN §4.3, Fig. 7): the
+    Linear gives μ only and c = μ(e), a deterministic code with no KL term
+    (``CAOut.logvar`` is None).
+
+    ``standardize=True`` puts a fixed :class:`~common.nn.standardize.Standardize` in front of
+    the Linear (statistics set by ``fit_standardizers`` from the training embeddings).
     """
 
-    def __init__(self, embed_dim: int, cond_dim: int) -> None:
+    def __init__(self, embed_dim: int, cond_dim: int, augment: bool = True,
+                 standardize: bool = False) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.cond_dim = cond_dim
-        self.fc = nn.Linear(embed_dim, 2 * cond_dim)
+        self.augment = augment
+        self.norm = Standardize(embed_dim) if standardize else nn.Identity()
+        self.fc = nn.Linear(embed_dim, (2 if augment else 1) * cond_dim)
 
     def forward(
         self, e: Tensor, generator: torch.Generator | None = None, sample: bool = True
@@ -68,7 +81,10 @@ class ConditioningAugmentation(nn.Module):
         assert e.dim() == 2 and e.shape[1] == self.embed_dim, (
             f"expected Tensor[B, {self.embed_dim}], got {tuple(e.shape)}"
         )
-        mu, logvar = self.fc(e).chunk(2, dim=1)  # (B, cond_dim) each
+        h = self.fc(self.norm(e))
+        if not self.augment:
+            return CAOut(c=h, mu=h, logvar=None)  # (B, cond_dim)
+        mu, logvar = h.chunk(2, dim=1)  # (B, cond_dim) each
         if not sample:
             return CAOut(c=mu, mu=mu, logvar=logvar)
         # Reparameterisation trick (Kingma & Welling 2014, §2.4): c = μ + σ·ε keeps c
