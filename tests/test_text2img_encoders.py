@@ -207,3 +207,17 @@ def test_hf_missing_model_says_what_is_missing(tmp_path, monkeypatch) -> None:
 def test_unknown_encoder_name_lists_the_choices() -> None:
     with pytest.raises(EncoderError, match=r"use minilm, hf:<model id or folder>"):
         get_encoder("word2vec")
+
+
+def test_linear_probe_reads_mentioned_attributes_from_minilm(minilm, tmp_path, monkeypatch):
+    from text2img.probe import probe
+
+    (tmp_path / "cache").mkdir(exist_ok=True)
+    (tmp_path / "cache" / "encoders").symlink_to(SHARED_ENCODERS)  # reuse the extraction
+    result = probe("minilm", n=60, holdout=0.25)
+    acc, chance = result["accuracy"], result["chance"]
+    assert set(acc) == set(chance) and len(acc) == 8
+    # background and size are stated with dedicated words: far above chance even from 45
+    # training birds; the colours need more data, but not below chance
+    assert acc["background"] >= 0.8 and acc["size"] >= 0.8
+    assert all(acc[k] > chance[k] for k in acc)
