@@ -75,10 +75,14 @@ def test_generator_shapes(r1: int, r2: int) -> None:
         g2(torch.randn(3, 3, r2, r2), e)
 
 
+@pytest.mark.parametrize("norm", ["bn", "sn"])
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("resolution", [16, 64])
-def test_discriminator_shapes(head: str, resolution: int) -> None:
-    d = build_discriminator(head, resolution=resolution, width=4, embed_dim=24, cond_ch=8)
+def test_discriminator_shapes(head: str, resolution: int, norm: str) -> None:
+    d = build_discriminator(head, resolution=resolution, width=4, embed_dim=24, cond_ch=8,
+                            norm=norm)
+    has_bn = any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm1d)) for m in d.modules())
+    assert has_bn == (norm == "bn")
     x, e = torch.randn(5, 3, resolution, resolution), torch.randn(5, 24)
     assert d.backbone(x).shape == (5, d.backbone.out_ch, 4, 4)
     out = d(x, e)
@@ -152,9 +156,9 @@ class _Quiet:
         pass
 
 
-@pytest.mark.parametrize("head", HEADS)
-def test_one_training_step_per_head_and_stage(head: str, tmp_path) -> None:
-    cfg = load_config(t2i.StackGANConfig, TINY, [f"model.d_head={head}"])
+@pytest.mark.parametrize(("head", "d_norm"), [(h, "bn") for h in HEADS] + [("projection", "sn")])
+def test_one_training_step_per_head_and_stage(head: str, d_norm: str, tmp_path) -> None:
+    cfg = load_config(t2i.StackGANConfig, TINY, [f"model.d_head={head}", f"model.d_norm={d_norm}"])
     runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
     corpus = _corpus()
     s1 = t2i.build_stage(1, cfg, corpus, runtime, tmp_path, "hash")

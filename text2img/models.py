@@ -42,7 +42,7 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from common.discriminators import ConditionalDiscriminator, StandardizedHead, make_head
-from common.nn import CAOut, ConditioningAugmentation, ResBlock
+from common.nn import CAOut, ConditioningAugmentation, ResBlock, maybe_spectral_norm
 
 __all__ = [
     "GenOut",
@@ -365,27 +365,39 @@ class ImageEncoder(nn.Module):
     3×3 convs that bring very wide maps back to ≤ 8w (the official Stage-II D). The 4×4
     (Md = 4) features go to a head from :mod:`common.discriminators`, which joins them with
     the text code replicated over the Md × Md grid (Zhang et al. 2017, §3.3).
+
+    ``norm="bn"``: batch norm after every conv but the first (DCGAN, the official code).
+    ``norm="sn"``: spectral norm on every conv and no batch norm (Miyato et al. 2018, §4:
+    SN-GANs), which keeps D 1-Lipschitz per layer and lets both nets train at a higher
+    learning rate; the weights then keep PyTorch's default initialisation, as in SN-GAN.
     """
 
-    def __init__(self, resolution: int, width: int, max_mult: int = 8) -> None:
+    def __init__(self, resolution: int, width: int, max_mult: int = 8,
+                 norm: str = "bn") -> None:
         super().__init__()
+        if norm not in ("bn", "sn"):
+            raise ValueError(f"image D norm must be bn or sn, got {norm!r}")
         self.resolution = resolution
         table = d_channels(resolution, width, max_mult)
         self.channels = table
+        sn = norm == "sn"
         layers: list[nn.Module] = []
         prev = 3
         for i, ch in enumerate(table["down"]):
-            layers.append(nn.Conv2d(prev, ch, 4, stride=2, padding=1, bias=i == 0))
-            if i > 0:
+            conv = nn.Conv2d(prev, ch, 4, stride=2, padding=1, bias=i == 0 or sn)
+            layers.append(maybe_spectral_norm(conv, sn))
+            if i > 0 and not sn:
                 layers.append(nn.BatchNorm2d(ch))
             layers.append(nn.LeakyReLU(0.2))
             prev = ch
         for ch in table["squeeze"]:
-            layers += [_conv3(prev, ch), nn.BatchNorm2d(ch), nn.LeakyReLU(0.2)]
+            layers.append(maybe_spectral_norm(_conv3(prev, ch, bias=sn), sn))
+            layers += [nn.Identity() if sn else nn.BatchNorm2d(ch), nn.LeakyReLU(0.2)]
             prev = ch
         self.net = nn.Sequential(*layers)
         self.out_ch = prev
-        dcgan_init(self)
+        if not sn:
+            dcgan_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_image(x, self.resolution, "image D")
@@ -394,7 +406,8 @@ class ImageEncoder(nn.Module):
 
 def build_discriminator(head: str, *, resolution: int, width: int, embed_dim: int,
                         cond_ch: int = 128, head_norm: str | None = "bn",
-                        max_mult: int = 8, standardize: bool = False) -> ConditionalDiscriminator:
+                        max_mult: int = 8, standardize: bool = False,
+                        norm: str = "bn") -> ConditionalDiscriminator:
     """D(x, e) = head(ImageEncoder(x), e), the head chosen by name (``model.d_head``).
 
     The text embedding e (not G's CA code) is the condition: the head compresses it to
@@ -405,13 +418,17 @@ def build_discriminator(head: str, *, resolution: int, width: int, embed_dim: in
     (the official D_GET_LOGITS has batch norm there); the projection head has none.
     ``standardize`` puts the head behind a fixed standardisation of e
     (:class:`common.discriminators.StandardizedHead`), as G's CA with ``standardize``.
+    ``norm="sn"`` makes the backbone and the head spectrally normalised (no batch norm in
+    either, ``head_norm`` ignored).
     """
-    backbone = ImageEncoder(resolution, width, max_mult)
+    backbone = ImageEncoder(resolution, width, max_mult, norm)
     feat = backbone.out_ch
-    norm = head_norm if head in ("combined", "split") else None
+    sn = norm == "sn"
+    fuse_norm = head_norm if head in ("combined", "split") and not sn else None
     d_head = make_head(head, feat, embed_dim, cond_ch=cond_ch, hidden=feat, spatial=(4, 4),
-                       norm=norm)
-    dcgan_init(d_head)
+                       norm=fuse_norm, spectral=sn)
+    if not sn:
+        dcgan_init(d_head)
     if standardize:
         d_head = StandardizedHead(d_head, embed_dim)
     return ConditionalDiscriminator(backbone, d_head)

@@ -113,6 +113,7 @@ class ModelConfig:
     upsample: Literal["nearest", "transposed"] = "nearest"
     fused_upsample: bool = True  # nearest ×2 + 3×3 conv as one transposed conv (exact)
     head_norm: Literal["bn", "none"] = "bn"
+    d_norm: Literal["bn", "sn"] = "bn"  # D: batch norm (official) or spectral norm (SN-GAN)
     ca: bool = True  # conditioning augmentation (§3.2); false: c = μ(e), no g/kl (§4.3 ablation)
     # G's CA and D's head standardise the caption embedding with the training captions'
     # statistics (common/nn/standardize.py); the official code feeds it raw.
@@ -466,7 +467,8 @@ def build_stage(index: int, cfg: StackGANConfig, corpus: Corpus, runtime: Runtim
     d = build_discriminator(cfg.model.d_head, resolution=resolution, width=cfg.model.d_width,
                             embed_dim=embed_dim, cond_ch=cfg.model.d_cond_ch,
                             head_norm=None if cfg.model.head_norm == "none" else "bn",
-                            standardize=cfg.model.cond_standardize).to(device)
+                            standardize=cfg.model.cond_standardize,
+                            norm=cfg.model.d_norm).to(device)
     if cfg.model.cond_standardize:  # statistics of every training caption's embedding
         flat = corpus.embeddings.flatten(0, 1)  # (N·C, E)
         fit_standardizers(g, flat)
