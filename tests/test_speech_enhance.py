@@ -162,6 +162,10 @@ def test_config_refusals():
     with pytest.raises(ConfigError, match="batch_size"):
         check_config(load_config(EnhanceConfig, None, ["data.batch_size=1"]))
     check_config(load_config(EnhanceConfig, None, ["data.batch_size=1", "model.d_head=none"]))
+    with pytest.raises(ConfigError, match="remix_snr"):
+        check_config(load_config(EnhanceConfig, None, ["data.remix_snr=[10.0, 0.0]"]))
+    with pytest.raises(ConfigError, match="data.remix"):
+        check_config(load_config(EnhanceConfig, None, ["data.remix=1.5"]))
 
 
 def test_crop_source_resumes_exactly(pairs):
@@ -174,6 +178,23 @@ def test_crop_source_resumes_exactly(pairs):
     torch.testing.assert_close(a.noisy, b.noisy, rtol=0, atol=0)
     # the crops are sample-aligned: noisy − clean is the (non-zero) noise
     assert a.clean.shape == (3, 4000) and (a.noisy - a.clean).abs().sum() > 0
+
+
+def test_dynamic_mixing_adds_another_pairs_noise_at_the_drawn_snr(pairs):
+    src = CropSource(pairs, 4000, 64, seed=3, remix=1.0, remix_snr=(7.0, 7.0))
+    batch = src.next()
+    noise = (batch.noisy - batch.clean).double()
+    snr = 10 * torch.log10(batch.clean.double().pow(2).mean(1) / noise.pow(2).mean(1))
+    torch.testing.assert_close(snr, torch.full_like(snr, 7.0), atol=1e-3, rtol=0)
+    state = src.state_dict()
+    a = src.next()
+    src.load_state_dict(state)
+    torch.testing.assert_close(a.noisy, src.next().noisy, rtol=0, atol=0)  # still resumable
+    # remix=0 reads the stored mixtures untouched (their noise is at 5 dB)
+    plain = CropSource(pairs, 4000, 64, seed=3).next()
+    snr0 = 10 * torch.log10(plain.clean.double().pow(2).mean(1)
+                            / (plain.noisy - plain.clean).double().pow(2).mean(1))
+    assert (snr0 - 7.0).abs().min() > 0.5
 
 
 # --------------------------------------------------------------------------- baselines

@@ -38,6 +38,10 @@ class DataConfig:
     root: str | None = None
     frames: int = 128  # STFT frames per training crop (segment = hop · (frames − 1) samples)
     batch_size: int = 16
+    # Dynamic mixing (speech/enhance/data.py): the fraction of training examples re-mixed
+    # on the fly with another pair's noise at an SNR uniform in remix_snr (dB).
+    remix: float = 0.0
+    remix_snr: list[float] = field(default_factory=lambda: [-5.0, 20.0])
 
 
 @dataclass

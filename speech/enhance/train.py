@@ -75,6 +75,10 @@ def check_config(cfg: EnhanceConfig) -> None:
         raise ConfigError("data.batch_size must be >= 2: mismatched pairs need a second clip")
     if cfg.loss.smoothing and cfg.loss.kind != "bce":
         raise ConfigError("loss.smoothing applies to loss.kind=bce only")
+    if len(cfg.data.remix_snr) != 2 or cfg.data.remix_snr[0] > cfg.data.remix_snr[1]:
+        raise ConfigError(f"data.remix_snr must be [low, high] dB, got {cfg.data.remix_snr}")
+    if not 0.0 <= cfg.data.remix <= 1.0:
+        raise ConfigError(f"data.remix is a probability in [0, 1], got {cfg.data.remix}")
     if cfg.data.frames < 2 ** max(cfg.model.g_depth, cfg.model.d_depth):
         raise ConfigError("data.frames must be at least 2^depth of G and D")
 
@@ -180,7 +184,8 @@ def build(cfg: EnhanceConfig, runtime: Runtime, pairs: list[Pair]) -> Setup:
     state = TrainState(nets=nets, optimizers=optimizers, ema=EMA(g, cfg.train.ema_decay))
     segment = cfg.feature.hop * (cfg.data.frames - 1)  # exactly cfg.data.frames STFT frames
     data = CropSource(pairs, segment, cfg.data.batch_size, seed=cfg.seed * 1000 + runtime.rank,
-                      device=device)
+                      device=device, remix=cfg.data.remix,
+                      remix_snr=(cfg.data.remix_snr[0], cfg.data.remix_snr[1]))
     return Setup(state, build_phases(cfg, g, d, feat), data, feat)
 
 
