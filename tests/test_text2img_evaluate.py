@@ -197,6 +197,21 @@ def test_attribute_accuracy_averages_over_stated_attributes() -> None:
     assert "attr_acc/crown" not in acc
 
 
+def test_heldout_accuracy_splits_unseen_colour_pairs_from_seen_ones() -> None:
+    preds = {name: np.zeros(4, np.int64) for name in ATTRIBUTE_NAMES}
+    preds["body"] = np.array([2, 2, 5, 5])
+    preds["wing"] = np.array([3, 0, 1, 1])
+    targets = [{"body": 2, "wing": 3}, {"body": 2, "wing": 3, "size": 0}, {"body": 5, "wing": 1},
+               {"body": 4}]
+    unseen = np.array([True, True, False, False])
+    out = ev.heldout_accuracy(preds, targets, unseen)
+    assert out["heldout/n"] == 2 and out["seen/n"] == 2
+    assert out["heldout/pair_acc"] == pytest.approx(0.5)  # image 1 misses its wing
+    assert out["heldout/attr_acc"] == pytest.approx((1.0 + 2 / 3) / 2)
+    assert out["seen/pair_acc"] == 1.0 and out["seen/pair_n"] == 1  # image 3 states no wing
+    assert out["seen/attr_acc"] == pytest.approx(0.5)
+
+
 def test_diversity_is_mean_pairwise_distance() -> None:
     feats = np.array([[[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]]])  # distances 5, 0, 5
     assert ev.diversity(feats) == pytest.approx(10 / 3)
