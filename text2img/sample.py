@@ -2,6 +2,10 @@
 
     python -m text2img.sample "a small bird with a red crown and blue striped wings" \\
         --n 8 --checkpoint runs/text2img/<run> --out grid.png
+    python -m text2img.sample --prompts my_sentences.txt --n 4 --out docs/grid.png
+
+Several captions (positional and/or one per line of ``--prompts``) give one titled block
+each, stacked top to bottom.
 
 ``--checkpoint`` is a run folder (its ``g_ema.safetensors``) or that file itself; without
 it the newest ``runs/text2img/*/g_ema.safetensors`` is used. Images come from the EMA
@@ -32,7 +36,7 @@ from common.tracking import make_grid
 from text2img.models import freeze
 
 __all__ = ["StackGANSampler", "find_checkpoint", "load_generators", "load_sampler",
-           "sample_grid", "main"]
+           "read_prompt_file", "sample_grid", "main"]
 
 ARTIFACT = "g_ema.safetensors"
 
@@ -170,42 +174,77 @@ def _with_title(grid: np.ndarray, title: str) -> Any:
     return out
 
 
+def read_prompt_file(path: Path) -> list[str]:
+    """One caption per line; blank lines and lines starting with ``#`` are skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the prompts file ({err})") from None
+    prompts = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not prompts:
+        raise ValueError(f"{path}: no prompts (one caption per line)")
+    return prompts
+
+
+def _stack(pictures: list[Any]) -> Any:
+    """Titled grids one under another on white (all share the grid width)."""
+    from PIL import Image
+
+    width = max(p.width for p in pictures)
+    out = Image.new("RGB", (width, sum(p.height for p in pictures)), "white")
+    y = 0
+    for picture in pictures:
+        out.paste(picture, (0, y))
+        y += picture.height
+    return out
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(prog="python -m text2img.sample", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("prompt", help="the caption to draw")
-    parser.add_argument("--n", type=int, default=8, help="samples (different z)")
+    parser.add_argument("prompt", nargs="*", help="the caption(s) to draw, one block each")
+    parser.add_argument("--prompts", type=Path, default=None, metavar="FILE",
+                        help="a text file of captions, one per line (added after PROMPT)")
+    parser.add_argument("--n", type=int, default=8, help="samples (different z) per caption")
+    parser.add_argument("--per-row", type=int, default=4,
+                        help="Stage-I|Stage-II pairs per row of a caption's block")
     parser.add_argument("--checkpoint", default=None, help="run folder or g_ema.safetensors")
     parser.add_argument("--out", type=Path, default=Path("grid.png"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--no-title", action="store_true", help="omit the caption strip")
+    parser.add_argument("--no-title", action="store_true", help="omit the caption strips")
     args = parser.parse_args(argv)
-    if args.n < 1:
-        parser.error("--n must be at least 1")
+    if args.n < 1 or args.per_row < 1:
+        parser.error("--n and --per-row must be at least 1")
     from text2img.encoders import EncoderError
 
     try:
+        prompts = list(args.prompt) + (read_prompt_file(args.prompts) if args.prompts else [])
+        if not prompts:
+            parser.error("give a caption or --prompts FILE")
         nets = load_generators(args.checkpoint, args.device)
-        emb = embed([args.prompt], nets["meta"])
+        emb = embed(prompts, nets["meta"])
     except (CheckpointError, EncoderError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     stage = 2 if nets["g2"] is not None else 1
     sampler = StackGANSampler(nets["g1"], nets["g2"], nets["meta"]["encoder"], stage,
                               args.device)
-    images = sampler.both(emb, args.n, torch.Generator().manual_seed(args.seed))
-    grid = sample_grid(images)
-    picture = _with_title(grid, args.prompt) if not args.no_title else None
     from PIL import Image
 
+    gen = torch.Generator().manual_seed(args.seed)
+    pictures = []
+    for i, prompt in enumerate(prompts):
+        images = sampler.both(emb[i:i + 1], args.n, gen)
+        grid = sample_grid(images, per_row=args.per_row)
+        pictures.append(Image.fromarray(grid) if args.no_title else _with_title(grid, prompt))
     from common.io import atomic_path
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:
-        (picture or Image.fromarray(grid)).save(tmp, format="PNG")
-    print(f"wrote {args.out} ({args.n} samples, stage{'s I+II' if stage == 2 else ' I'}, "
-          f"from {nets['path']})")
+        _stack(pictures).save(tmp, format="PNG")
+    print(f"wrote {args.out} ({len(prompts)} caption(s) x {args.n} samples, "
+          f"stage{'s I+II' if stage == 2 else ' I'}, from {nets['path']})")
     return args.out
 
 
