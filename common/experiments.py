@@ -482,7 +482,8 @@ def plan_runs(
     seeds: int | None = None,
     only: Sequence[str] = (),
 ) -> list[RunSpec]:
-    """Every run of the experiment (cells × seeds 0..n-1), cell-major."""
+    """Every run of the experiment (cells × seeds 0..n-1), seed-major: every cell's seed 0
+    comes before any seed 1, so an experiment stopped part-way still compares all cells."""
     exp.preset_overrides(preset)  # unknown preset -> error now
     n = exp.seeds if seeds is None else seeds
     if n < 1:
@@ -491,8 +492,8 @@ def plan_runs(
     root = experiment_root(exp, runs_root, preset)
     return [
         RunSpec(exp, cell, seed, root / cell.slug / f"seed{seed}", preset)
-        for cell in cells
         for seed in range(n)
+        for cell in cells
     ]
 
 

@@ -220,13 +220,14 @@ def test_only_filters_by_label_or_dotted_key(exp):
 
 def test_run_folders_overrides_and_commands(exp, tmp_path):
     runs = plan_runs(exp, tmp_path / "runs", preset="demo", seeds=3, only=["kind=hinge"])
+    # Seed-major: both cells' seed 0 first, so a part-run experiment compares every cell.
     assert [r.dir.relative_to(tmp_path) for r in runs[:4]] == [
         Path("runs/exp/demo/kind-hinge_mixture-ring8/seed0"),
-        Path("runs/exp/demo/kind-hinge_mixture-ring8/seed1"),
-        Path("runs/exp/demo/kind-hinge_mixture-ring8/seed2"),
         Path("runs/exp/demo/kind-hinge_mixture-grid25/seed0"),
+        Path("runs/exp/demo/kind-hinge_mixture-ring8/seed1"),
+        Path("runs/exp/demo/kind-hinge_mixture-grid25/seed1"),
     ]
-    run = runs[1]
+    run = runs[2]
     assert run.overrides() == [
         "train.steps=10", "model.d_head=none",  # base, then the preset on top
         "loss.kind=hinge", "data.mixture=ring8",  # factors
