@@ -303,9 +303,10 @@ def test_entry_points_train_sample_evaluate_and_resume(tmp_path, capsys) -> None
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# my sentences\na crimson bird\n\na navy bird with spotted wings\n")
     sample.main(["a green bird", "--prompts", str(prompts), "--n", "4", "--per-row", "2",
-                 "--checkpoint", str(run), "--out", str(grid), "--no-title"])
+                 "--checkpoint", str(run), "--out", str(grid), "--no-title", "--colors", "16"])
     with Image.open(grid) as im:  # 3 captions stacked, each 2 rows of 2 pairs
         assert im.size == (2 + 2 * (64 + 2), 3 * (2 + 2 * (32 + 2)))
+        assert im.mode == "P" and len(im.getcolors()) <= 16
 
     # Offline evaluation through the default sampler hook (text2img.sample:load_sampler).
     judge_dir = json.loads((run / "eval.json").read_text())["details"]["judge"]

@@ -213,9 +213,13 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-title", action="store_true", help="omit the caption strips")
+    parser.add_argument("--colors", type=int, default=0, metavar="K",
+                        help="save as a K-colour palette PNG (2-256; smaller files for docs)")
     args = parser.parse_args(argv)
     if args.n < 1 or args.per_row < 1:
         parser.error("--n and --per-row must be at least 1")
+    if args.colors and not 2 <= args.colors <= 256:
+        parser.error("--colors must be between 2 and 256")
     from text2img.encoders import EncoderError
 
     try:
@@ -242,7 +246,11 @@ def main(argv: list[str] | None = None) -> Path:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:
-        _stack(pictures).save(tmp, format="PNG")
+        picture = _stack(pictures)
+        if args.colors:  # median-cut palette, no dithering (dither noise compresses badly)
+            picture = picture.quantize(colors=args.colors, method=Image.Quantize.MEDIANCUT,
+                                       dither=Image.Dither.NONE)
+        picture.save(tmp, format="PNG", optimize=bool(args.colors))
     print(f"wrote {args.out} ({len(prompts)} caption(s) x {args.n} samples, "
           f"stage{'s I+II' if stage == 2 else ' I'}, from {nets['path']})")
     return args.out
