@@ -337,3 +337,21 @@ def test_entry_points_train_sample_evaluate_and_resume(tmp_path, capsys) -> None
         _train(run, "loss.kl=1.0", resume=True)
     assert exit_info.value.code == 2
     assert "loss.kl: 2.0 -> 1.0" in capsys.readouterr().err
+
+
+def test_speed_bench_times_the_reference_and_ours_on_identical_networks() -> None:
+    from text2img import bench
+    from text2img.models import build_discriminator
+    from text2img.train import build_generator
+
+    cfg = bench._config("fp32", False, True)
+    torch.manual_seed(0)
+    init = {"g": build_generator(1, cfg.model, bench.EMBED).state_dict(),
+            "d": build_discriminator("combined", resolution=bench.RES, width=64,
+                                           embed_dim=bench.EMBED, cond_ch=128).state_dict()}
+    ref, ours = bench._Reference(init), bench._Ours("fp32", False, True, init)
+    for mine, theirs in ((ours.stage.state.nets["g"], ref.g), (ours.stage.state.nets["d"], ref.d)):
+        a, b = mine.state_dict(), theirs.state_dict()
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)

@@ -53,6 +53,8 @@ def _config(precision: str, channels_last: bool, fused: bool):
         f"model.stage1_res={RES}", "model.stage2_res=128", "model.g_width=128",
         "model.d_width=64", "model.cond_dim=128", "model.z_dim=100", "model.d_cond_ch=128",
         "model.d_head=combined", "loss.kind=bce", f"data.batch_size={BATCH}",
+        # the official code feeds the embedding raw and uses a batch-norm D
+        "model.cond_standardize=false", "model.d_norm=bn",
         f"model.fused_upsample={str(fused).lower()}", f"runtime.precision={precision}",
         f"runtime.channels_last={str(channels_last).lower()}", "runtime.device=cpu"])
 
