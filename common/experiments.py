@@ -481,18 +481,25 @@ def plan_runs(
     preset: str | None = None,
     seeds: int | None = None,
     only: Sequence[str] = (),
+    only_seeds: Sequence[int] = (),
 ) -> list[RunSpec]:
     """Every run of the experiment (cells × seeds 0..n-1), seed-major: every cell's seed 0
-    comes before any seed 1, so an experiment stopped part-way still compares all cells."""
+    comes before any seed 1, so an experiment stopped part-way still compares all cells.
+    ``only_seeds`` keeps just those seeds (each must be < n), e.g. to add seed 2 on another
+    machine to runs of seeds 0-1 made elsewhere."""
     exp.preset_overrides(preset)  # unknown preset -> error now
     n = exp.seeds if seeds is None else seeds
     if n < 1:
         raise ExperimentError(f"--seeds must be at least 1, got {n}")
+    bad = sorted({k for k in only_seeds if not 0 <= k < n})
+    if bad:
+        raise ExperimentError(f"--seed {bad[0]} is outside seeds 0..{n - 1} (raise --seeds)")
     cells = filter_cells(exp, expand_cells(exp), only)
     root = experiment_root(exp, runs_root, preset)
     return [
         RunSpec(exp, cell, seed, root / cell.slug / f"seed{seed}", preset)
         for seed in range(n)
+        if not only_seeds or seed in only_seeds
         for cell in cells
     ]
 

@@ -3,6 +3,7 @@
     python -m scripts.reproduce toy2d-heads --preset cpu          # run + report
     python -m scripts.reproduce toy2d-heads --preset cpu --jobs 2 # two runs at a time
     python -m scripts.reproduce toy2d-losses --only kind=hinge --seeds 1
+    python -m scripts.reproduce enhance-heads --preset cpu --seed 2 # just seed 2 of 0..2
     python -m scripts.reproduce toy2d-heads --dry-run             # print the commands only
     python -m scripts.reproduce --list                            # experiments and status
 
@@ -379,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list", action="store_true", help="list experiments and their status")
     parser.add_argument("--seeds", type=int, default=None, metavar="N",
                         help="seeds 0..N-1 (default: the experiment's 'seeds')")
+    parser.add_argument("--seed", type=int, action="append", default=[], metavar="K",
+                        dest="only_seeds",
+                        help="run only seed K of those (repeatable); the report still "
+                             "covers every seed whose run folder exists")
     parser.add_argument("--preset", default=None,
                         help="apply the experiment's preset overrides; runs go to "
                              "<runs-root>/<name>/<preset>/")
@@ -417,7 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error("--jobs must be at least 1")
     try:
         exp = resolve_experiment(args.name, args.experiments_dir)
-        runs = plan_runs(exp, runs_root, preset=args.preset, seeds=args.seeds, only=args.only)
+        runs = plan_runs(exp, runs_root, preset=args.preset, seeds=args.seeds, only=args.only,
+                         only_seeds=args.only_seeds)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -244,6 +244,14 @@ def test_run_folders_overrides_and_commands(exp, tmp_path):
     assert len(plan_runs(exp, tmp_path)) == 4 * exp.seeds
 
 
+def test_only_seeds_keeps_those_seeds_and_refuses_one_out_of_range(exp, tmp_path):
+    runs = plan_runs(exp, tmp_path, seeds=3, only_seeds=[2])
+    assert {r.seed for r in runs} == {2} and len(runs) == 4
+    assert all(r.dir.name == "seed2" for r in runs)
+    with pytest.raises(ExperimentError, match=r"--seed 3 is outside seeds 0\.\.2"):
+        plan_runs(exp, tmp_path, seeds=3, only_seeds=[3])
+
+
 def test_multi_process_runs_go_through_torchrun(tmp_path):
     text = SPEC.format(name="exp") + "nproc: 2\nbase: configs/base.yaml\n"
     (tmp_path / "configs").mkdir()
