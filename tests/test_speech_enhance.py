@@ -20,7 +20,7 @@ from common.losses import weighted_sum
 from common.runtime import setup_runtime
 from speech.enhance.classical import ClassicalConfig, ClassicalEnhancer
 from speech.enhance.config import EnhanceConfig
-from speech.enhance.data import CropSource, Pair
+from speech.enhance.data import CropSource, Pair, read_conditions
 from speech.enhance.inference import Enhancer, build_generator, featurizer
 from speech.enhance.models import MaskUNet, SpecDiscriminator, channel_table, enhance_z
 from speech.enhance.train import build, check_config
@@ -241,6 +241,31 @@ def _checkpoint_digest(path: Path) -> str:
     return torch.load(path, weights_only=True)["param_digest"]
 
 
+def test_mixing_log_labels_pairs_and_gives_per_condition_means(tmp_path):
+    from speech.enhance.evaluate import condition_means
+
+    (tmp_path / "logfiles").mkdir()  # VoiceBank+DEMAND keeps its logs in logfiles/
+    (tmp_path / "logfiles" / "log_testset.txt").write_text(
+        "p232_001 bus 17.5\np232_002 living 2.5\n\np232_003 bus 2.5\n")
+    assert read_conditions(tmp_path, "test") == {
+        "p232_001": ("bus", 17.5), "p232_002": ("living", 2.5), "p232_003": ("bus", 2.5)}
+    assert read_conditions(tmp_path, "train") == {}
+    pairs = [Pair(u, Path("c"), Path("n"), *read_conditions(tmp_path, "test")[u])
+             for u in ("p232_001", "p232_002", "p232_003")] + [Pair("x", Path("c"), Path("n"))]
+    rows = {"model": [{"id": "p232_001", "pesq_wb": 3.0}, {"id": "p232_002", "pesq_wb": 1.0},
+                      {"id": "p232_003", "pesq_wb": 2.0}, {"id": "x", "pesq_wb": 9.0}]}
+    means = condition_means(pairs, rows)
+    assert means["eval/model/by_noise/bus/pesq_wb"] == pytest.approx(2.5)
+    assert means["eval/model/by_noise/living/pesq_wb"] == pytest.approx(1.0)
+    assert means["eval/model/by_snr/2.5/pesq_wb"] == pytest.approx(1.5)
+    assert list(means) == [f"eval/model/by_{k}/pesq_wb" for k in
+                           ("noise/bus", "noise/living", "snr/2.5", "snr/17.5")]
+    # a malformed log labels nothing, with a warning that names the file and line
+    (tmp_path / "log_testset.txt").write_text("p232_001 bus loud\n")
+    with pytest.warns(UserWarning, match=r"log_testset\.txt:1: expected"):
+        assert read_conditions(tmp_path, "test") == {}
+
+
 @pytest.mark.slow
 def test_smoke_train_cli_evaluate_resume(tiny_corpus, tmp_path):
     from speech.enhance.evaluate import main as evaluate_main
@@ -262,6 +287,7 @@ def test_smoke_train_cli_evaluate_resume(tiny_corpus, tmp_path):
         for metric in ("pesq_wb", "stoi", "csig", "cbak", "covl", "ssnr", "si_sdr"):
             assert math.isfinite(evald[f"eval/{system}/{metric}"]), (system, metric)
     assert evald["eval/n_utterances"] == 3
+    assert any(k.startswith("eval/model/by_snr/") for k in evald)  # the corpus' mixing log
     page = (run / "listen" / "index.html").read_text()
     assert page.count("<audio") == 2 * 4 and "spec/slt_0001_model.png" in page
     assert (run / "listen" / "spec" / "slt_0001_model.png").is_file()

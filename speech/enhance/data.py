@@ -30,7 +30,7 @@ from torch import Tensor
 
 from speech.data.voicebank_demand import VoiceBankDemand, resample_corpus
 
-__all__ = ["Batch", "CropSource", "Pair", "corpus_root", "load_pairs"]
+__all__ = ["Batch", "CropSource", "Pair", "corpus_root", "load_pairs", "read_conditions"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class Pair:
     id: str
     clean: Path
     noisy: Path
+    noise: str | None = None  # the mixing log's noise condition ("alarm", "bus", ...), if known
+    snr: float | None = None  # and its SNR in dB
 
 
 @dataclass
@@ -72,12 +74,47 @@ def corpus_root(corpus: str, preset: str, root: str | None, sr: int = 16000) -> 
 
 
 def load_pairs(root: str | Path, split: str, sr: int = 16000) -> list[Pair]:
-    """Every (clean, noisy) pair of ``split`` ("train" | "test"), sorted by id."""
+    """Every (clean, noisy) pair of ``split`` ("train" | "test"), sorted by id, with its noise
+    condition and SNR when the corpus has a mixing log (:func:`read_conditions`)."""
     ds = VoiceBankDemand(root, split, sr=sr)
     if ds.source_sr != sr:
         raise ValueError(f"{root}: files are {ds.source_sr} Hz, the model reads {sr} Hz; "
                          "resample first (speech.data.voicebank_demand.resample_corpus)")
-    return [Pair(uid, *ds.paths(i)) for i, uid in enumerate(ds.ids)]
+    cond = read_conditions(root, split)
+    return [Pair(uid, *ds.paths(i), *cond.get(uid, (None, None)))
+            for i, uid in enumerate(ds.ids)]
+
+
+def read_conditions(root: str | Path, split: str) -> dict[str, tuple[str, float]]:
+    """``{id: (noise, snr_db)}`` from the mixing log of ``split``, or ``{}`` without one.
+
+    Both layouts log one mixture a line as ``<id> <noise> <snr>``: SynthVoices writes
+    ``log_testset.txt`` / ``log_trainset_*.txt`` beside the wav folders; VoiceBank+DEMAND
+    ships them in ``logfiles/``. A malformed log is skipped with a warning naming the file
+    and line (it only labels results; it never stops an evaluation).
+    """
+    import warnings
+
+    root = Path(root)
+    stem = "log_testset" if split == "test" else "log_trainset"
+    logs = sorted(p for d in (root, root / "logfiles") if d.is_dir()
+                  for p in d.glob(f"{stem}*.txt"))
+    out: dict[str, tuple[str, float]] = {}
+    for log in logs:
+        for lineno, line in enumerate(log.read_text(errors="replace").splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                snr = float(parts[-1])
+                if len(parts) < 3:
+                    raise ValueError
+            except ValueError:
+                warnings.warn(f"{log}:{lineno}: expected '<id> <noise> <snr>', got {line!r}; "
+                              "not using this log", stacklevel=2)
+                return {}
+            out[parts[0]] = (" ".join(parts[1:-1]), snr)
+    return out
 
 
 class CropSource:

@@ -42,8 +42,8 @@ from speech.enhance.config import EnhanceConfig, EvalConfig, FeatureConfig
 from speech.enhance.data import Pair, corpus_root, load_pairs
 from speech.enhance.inference import Enhancer, System
 
-__all__ = ["EVAL_METRICS", "NoisyInput", "evaluate_systems", "main", "make_baselines",
-           "score_system", "spectrogram_image"]
+__all__ = ["EVAL_METRICS", "NoisyInput", "condition_means", "evaluate_systems", "main",
+           "make_baselines", "score_system", "spectrogram_image"]
 
 EVAL_METRICS = ("pesq_wb", "stoi", "csig", "cbak", "covl", "ssnr", "si_sdr")
 PROTOCOL_VERSION = 1  # bump when the metrics or the reading of test files change
@@ -143,6 +143,38 @@ def score_system(system: System, pairs: Sequence[Pair], *, keep: int = 0,
         if key_path is not None:
             atomic_write_json(key_path, {"system": system.describe(), "rows": rows})
     return rows, kept
+
+
+def condition_means(pairs: Sequence[Pair], rows: dict[str, list[dict[str, Any]]]
+                    ) -> dict[str, float]:
+    """Means per noise condition and per SNR of the mixing log, for every system:
+    ``eval/<system>/by_noise/<noise>/<metric>`` and ``eval/<system>/by_snr/<snr>/<metric>``
+    (pairs without a logged condition are left out; ``{}`` when none has one)."""
+    groups: dict[str, dict[str, list[str]]] = {"by_noise": {}, "by_snr": {}}
+    for p in pairs:
+        if p.noise is not None:
+            groups["by_noise"].setdefault(p.noise.replace("/", "-"), []).append(p.id)
+        if p.snr is not None:
+            groups["by_snr"].setdefault(f"{p.snr:g}", []).append(p.id)
+    out: dict[str, float] = {}
+    for name, system_rows in rows.items():
+        by_id = {r["id"]: r for r in system_rows}
+        for kind, members in groups.items():
+            for label, ids in sorted(members.items(), key=_label_order):
+                for metric in EVAL_METRICS:
+                    vals = [by_id[i][metric] for i in ids
+                            if isinstance(by_id.get(i, {}).get(metric), (int, float))]
+                    if vals:
+                        out[f"eval/{name}/{kind}/{label}/{metric}"] = float(np.mean(vals))
+    return out
+
+
+def _label_order(item: tuple[str, Any]) -> tuple[int, float, str]:
+    """Numeric labels (SNRs) in numeric order, names alphabetically."""
+    try:
+        return (0, float(item[0]), "")
+    except ValueError:
+        return (1, 0.0, item[0])
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -263,6 +295,7 @@ def evaluate_systems(
         for metric in EVAL_METRICS:
             if metric in summary:
                 means[f"eval/{name}/{metric}"] = summary[metric]["mean"]
+    means.update(condition_means(pairs, rows))
     info = {**(info or {}), "utterances": len(pairs), "seconds": round(time.perf_counter() - t0, 1)}
     atomic_write_json(out_dir / "eval_rows.json", {"info": info, "metrics": list(EVAL_METRICS),
                                                    "systems": details})
@@ -316,6 +349,15 @@ def _print_table(means: dict[str, float], names: Sequence[str]) -> None:
         vals = [means.get(f"eval/{name}/{m}") for m in EVAL_METRICS]
         print(f"{name:<11} " + " ".join(f"{v:8.3f}" if v is not None else f"{'—':>8}"
                                          for v in vals))
+    first = f"eval/{names[0]}/" if names else ""
+    labels = [k[len(first):-len("/pesq_wb")] for k in means  # "by_noise/alarm", in order
+              if first and k.startswith(first + "by_") and k.endswith("/pesq_wb")]
+    if labels:  # PESQ per logged condition: where a system gains and where it does not
+        print("\nPESQ wb    " + " ".join(f"{lab.split('/', 1)[1]:>8}" for lab in labels))
+        for name in names:
+            vals = [means.get(f"eval/{name}/{lab}/pesq_wb") for lab in labels]
+            print(f"{name:<11} " + " ".join(f"{v:8.3f}" if v is not None else f"{'—':>8}"
+                                             for v in vals))
 
 
 # --------------------------------------------------------------------------- CLI
