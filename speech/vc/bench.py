@@ -8,7 +8,8 @@ out.wav --threads 1 --f0-method M``, in a fresh process per repeat, for M = DIO 
 and Harvest. Protocol (METRICS.md "Speed"): RTF = wall time / audio duration, end to end
 (file in → file out: interpreter start-up, torch import, WORLD analysis, G, WORLD synthesis),
 median over ``repeats`` after one warm-up run; one intra-op thread (``OMP_NUM_THREADS=1``),
-fp32. ``startup_seconds`` is the same command on a 1-second file (≈ the fixed cost).
+fp32. ``startup_seconds`` is the same command on a 1-second file (≈ the fixed cost: about 5 s
+of interpreter, torch and model start-up, which is why the default file is two minutes long).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _export(path: Path, preset: Path) -> None:
                              "note": "untrained, for speed measurements"})
 
 
-def bench_vc(seconds: float = 30.0, repeats: int = 3, threads: int = 1,
+def bench_vc(seconds: float = 120.0, repeats: int = 3, threads: int = 1,
              preset: str | Path = REPO_ROOT / "configs/speech/vc/cyclegan-cpu.yaml",
              target: str = "slt") -> dict[str, Any]:
     """CLI RTF per F0 extractor (``dio`` = DIO + StoneMask, ``harvest``) and peak memory."""
