@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.testing import assert_close
 
@@ -104,6 +105,34 @@ def test_fused_up_block_equals_upsample_then_conv() -> None:
     assert_close(fused, literal, rtol=1e-5, atol=1e-5)
     for a, b in zip(grads_fused, grads_literal, strict=True):
         assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_conditional_up_blocks_modulate_by_the_code() -> None:
+    torch.manual_seed(0)
+    block = UpBlock(6, 5, cond_dim=3).train()
+    x = torch.randn(4, 6, 8, 8)
+    c = torch.randn(4, 3)
+    with torch.no_grad():
+        block.film.weight.zero_()
+        block.film.bias.zero_()
+        pre = F.batch_norm(block.conv(F.interpolate(x, scale_factor=2)), None, None,
+                           training=True)
+        assert_close(block(x, c), F.relu(pre), rtol=1e-4, atol=1e-4)  # γ = β = 0: plain BN
+        block.film.bias[5:].fill_(0.5)  # β = 0.5 for every channel
+        block.film.weight[:5, 0].fill_(1.0)  # γ = c[:, 0] for every channel
+        want = F.relu(pre * (1 + c[:, :1, None, None]) + 0.5)
+        assert_close(block(x, c), want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="needs c"):
+        block(x)
+    # Both generators pass the CA code to every up-block; different captions, different images
+    g1 = StageIGenerator(8, resolution=16, width=2, cond_dim=4, z_dim=3, cond_norm=True).eval()
+    g2 = StageIIGenerator(8, in_res=16, out_res=32, width=2, cond_dim=4, res_blocks=1,
+                          cond_norm=True).eval()
+    assert all(b.film is not None for b in [*g1.up, *g2.up])
+    e, z = torch.randn(2, 8), torch.randn(1, 3).expand(2, 3)
+    low = g1(e, z, sample=False).image
+    assert low.shape == (2, 3, 16, 16) and g2(low, e).image.shape == (2, 3, 32, 32)
+    assert (low[0] - low[1]).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize("size", [(4, 4), (7, 5)])

@@ -47,6 +47,7 @@ from common.nn import CAOut, ConditioningAugmentation, ResBlock, maybe_spectral_
 __all__ = [
     "GenOut",
     "UpBlock",
+    "run_up",
     "StageIGenerator",
     "StageIIGenerator",
     "ImageEncoder",
@@ -138,7 +139,7 @@ def dcgan_init(module: nn.Module) -> nn.Module:
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
     return module
@@ -222,7 +223,8 @@ class UpBlock(nn.Module):
     ``mode="transposed"``: a free 4×4 stride-2 transposed conv, BN, ReLU (DCGAN §3).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, mode: str = "nearest", fused: bool = True):
+    def __init__(self, in_ch: int, out_ch: int, mode: str = "nearest", fused: bool = True,
+                 cond_dim: int = 0):
         super().__init__()
         if mode not in ("nearest", "transposed"):
             raise ValueError(f"up-block mode must be nearest or transposed, got {mode!r}")
@@ -231,9 +233,19 @@ class UpBlock(nn.Module):
             self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
         else:
             self.conv = nn.ConvTranspose2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(out_ch)
+        # cond_dim > 0: conditional batch norm, the BN's scale and shift predicted from the
+        # condition code (de Vries et al. 2017, "Modulating early visual processing by
+        # language", §3; BigGAN, Brock et al. 2019, §3; DF-GAN's text-conditioned affine
+        # fusion, Tao et al. 2022, §3.3), so every resolution sees the caption, not only
+        # the 4×4 input. The scale is 1 + γ(c): with small initial weights it starts close
+        # to the plain BN.
+        self.bn = nn.BatchNorm2d(out_ch, affine=cond_dim == 0)
+        self.film = nn.Linear(cond_dim, 2 * out_ch) if cond_dim else None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        """x: Tensor[B, in_ch, H, W] (+ c: Tensor[B, cond_dim] when conditional)."""
+        if (self.film is None) != (c is None):
+            raise ValueError("a conditional up-block needs c, a plain one takes none")
         if self.mode == "transposed":
             y = self.conv(x)
         elif self.fused and min(x.shape[-2:]) >= FUSED_MIN_INPUT:
@@ -241,7 +253,18 @@ class UpBlock(nn.Module):
                                    padding=1)
         else:
             y = self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
-        return F.relu(self.bn(y))  # (B, out_ch, 2H, 2W)
+        y = self.bn(y)
+        if self.film is not None:
+            gamma, beta = rearrange(self.film(c.to(y.dtype)), "b (two c) -> two b c 1 1", two=2)
+            y = y * (1 + gamma) + beta
+        return F.relu(y)  # (B, out_ch, 2H, 2W)
+
+
+def run_up(blocks: nn.ModuleList, h: Tensor, c: Tensor) -> Tensor:
+    """The up-blocks in order, each given the condition code when it is conditional."""
+    for block in blocks:
+        h = block(h, c if block.film is not None else None)
+    return h
 
 
 def set_fused_upsampling(module: nn.Module, fused: bool) -> nn.Module:
@@ -267,7 +290,8 @@ class StageIGenerator(nn.Module):
 
     def __init__(self, embed_dim: int, *, resolution: int = 64, width: int = 128,
                  cond_dim: int = 128, z_dim: int = 100, upsample: str = "nearest",
-                 fused: bool = True, augment: bool = True, standardize: bool = False) -> None:
+                 fused: bool = True, augment: bool = True, standardize: bool = False,
+                 cond_norm: bool = False) -> None:
         super().__init__()
         self.embed_dim, self.resolution, self.z_dim, self.cond_dim = (
             embed_dim, resolution, z_dim, cond_dim)
@@ -277,9 +301,9 @@ class StageIGenerator(nn.Module):
         c0 = self.channels[0]
         self.fc = nn.Sequential(nn.Linear(cond_dim + z_dim, c0 * 16, bias=False),
                                 nn.BatchNorm1d(c0 * 16), nn.ReLU())
-        self.up = nn.Sequential(*[UpBlock(a, b, upsample, fused)
-                                  for a, b in zip(self.channels[:-1], self.channels[1:],
-                                                  strict=True)])
+        self.up = nn.ModuleList([UpBlock(a, b, upsample, fused, cond_dim if cond_norm else 0)
+                                 for a, b in zip(self.channels[:-1], self.channels[1:],
+                                                 strict=True)])
         self.to_rgb = _to_rgb(self.channels[-1])
         dcgan_init(self)
 
@@ -290,7 +314,7 @@ class StageIGenerator(nn.Module):
         ca = self.ca(e, generator=generator, sample=sample)  # c: (B, cond_dim)
         h = self.fc(torch.cat([ca.c, z.to(ca.c.dtype)], dim=1))  # (B, 16·C0)
         h = rearrange(h, "b (c h w) -> b c h w", h=4, w=4)  # (B, C0, 4, 4)
-        h = self.up(h.contiguous(memory_format=self.memory_format))  # (B, C_last, R, R)
+        h = run_up(self.up, h.contiguous(memory_format=self.memory_format), ca.c)  # (B, C, R, R)
         return GenOut(self.to_rgb(h), ca)  # (B, 3, R, R)
 
 
@@ -319,7 +343,7 @@ class StageIIGenerator(nn.Module):
     def __init__(self, embed_dim: int, *, in_res: int = 64, out_res: int = 256,
                  width: int = 128, cond_dim: int = 128, n_down: int = 2, res_blocks: int = 4,
                  upsample: str = "nearest", fused: bool = True, augment: bool = True,
-                 standardize: bool = False) -> None:
+                 standardize: bool = False, cond_norm: bool = False) -> None:
         super().__init__()
         self.embed_dim, self.in_res, self.resolution, self.cond_dim = (
             embed_dim, in_res, out_res, cond_dim)
@@ -337,8 +361,8 @@ class StageIIGenerator(nn.Module):
         self.joint = nn.Sequential(_conv3(top + cond_dim, top), nn.BatchNorm2d(top), nn.ReLU())
         self.residual = nn.Sequential(*[ResBlock(top, norm="bn") for _ in range(res_blocks)])
         chans = [top, *ups]
-        self.up = nn.Sequential(*[UpBlock(a, b, upsample, fused)
-                                  for a, b in zip(chans[:-1], chans[1:], strict=True)])
+        self.up = nn.ModuleList([UpBlock(a, b, upsample, fused, cond_dim if cond_norm else 0)
+                                 for a, b in zip(chans[:-1], chans[1:], strict=True)])
         self.to_rgb = _to_rgb(chans[-1])
         dcgan_init(self)
 
@@ -352,7 +376,7 @@ class StageIIGenerator(nn.Module):
         c = repeat(ca.c.to(h.dtype), "b c -> b c h w", h=s, w=s)  # tiled code (§3.4)
         h = torch.cat([h, c.contiguous(memory_format=self.memory_format)], dim=1)
         h = self.residual(self.joint(h))  # (B, 4w, s, s)
-        return GenOut(self.to_rgb(self.up(h)), ca)  # (B, 3, out_res, out_res)
+        return GenOut(self.to_rgb(run_up(self.up, h, ca.c)), ca)  # (B, 3, out_res, out_res)
 
 
 # ----------------------------------------------------------------------------- D backbone

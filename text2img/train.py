@@ -118,6 +118,9 @@ class ModelConfig:
     # G's CA and D's head standardise the caption embedding with the training captions'
     # statistics (common/nn/standardize.py); the official code feeds it raw.
     cond_standardize: bool = True
+    # G's up-blocks take their batch-norm scale and shift from the CA code (conditional BN,
+    # text2img/models.py UpBlock); false: the official StackGAN G, c only at the input.
+    g_cond_norm: bool = False
 
 
 @dataclass
@@ -349,12 +352,12 @@ def build_generator(index: int, cfg: ModelConfig, embed_dim: int) -> nn.Module:
         return StageIGenerator(embed_dim, resolution=cfg.stage1_res, width=cfg.g_width,
                                cond_dim=cfg.cond_dim, z_dim=cfg.z_dim, upsample=cfg.upsample,
                                fused=cfg.fused_upsample, augment=cfg.ca,
-                               standardize=cfg.cond_standardize)
+                               standardize=cfg.cond_standardize, cond_norm=cfg.g_cond_norm)
     return StageIIGenerator(embed_dim, in_res=cfg.stage1_res, out_res=cfg.stage2_res,
                             width=cfg.g_width, cond_dim=cfg.cond_dim, n_down=cfg.stage2_down,
                             res_blocks=cfg.res_blocks, upsample=cfg.upsample,
                             fused=cfg.fused_upsample, augment=cfg.ca,
-                            standardize=cfg.cond_standardize)
+                            standardize=cfg.cond_standardize, cond_norm=cfg.g_cond_norm)
 
 
 def generate(g: nn.Module, lower: nn.Module | None, emb: Tensor, z: Tensor,
