@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     out: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     for name in args.only or sorted(BENCHES):
         print(f"bench {name} ...", flush=True)
+        load_before = os.getloadavg()[0]
         result = BENCHES[name]()
         out[name] = {
             **result,
@@ -104,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
                 "cpu": platform.processor() or platform.machine(),
                 "cores": os.cpu_count(),
                 "torch": torch.__version__,
+                # 1-minute load average before / after: other work on the cores slows a
+                # benchmark, so read its figures together with these
+                "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             },
         }
         print(json.dumps({name: result}, indent=2))
