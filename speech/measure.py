@@ -8,6 +8,9 @@ WHAT:
                nearest-speaker identification accuracy (which pairs are truly distinct)
   ceilings     vocoder analysis→synthesis ceilings (PESQ, MCD) on the parallel test set
   baseline     the noisy test set vs clean: PESQ, STOI, CSIG, CBAK, COVL, SSNR, SI-SDR
+  mask-oracle  the same metrics for the best a bounded-mask enhancer can do: the ideal
+               ratio mask min(|S|/|X|, 1) applied to the noisy STFT with the noisy phase
+               (what speech.enhance's G estimates; its ceiling on this test set)
   vc-baseline  source vs target (default kal → slt) on the parallel test set: MCD-DTW,
                log-F0 RMSE/corr, V/UV error, speaker similarity to target and to source
   world-rtf    WORLD analysis real-time factor, Harvest vs DIO+StoneMask, one thread
@@ -204,30 +207,62 @@ def _enh_one(pair: tuple[str, str]) -> dict[str, float]:
 
 def measure_baseline(preset: str, workers: int) -> dict[str, Any]:
     from speech.data.voicebank_demand import VoiceBankDemand
-    from speech.metrics import summarize
 
     corpus = _corpus(preset, workers)
     ds = VoiceBankDemand(corpus.enhance_root, "test")
     pairs = [tuple(str(p) for p in ds.paths(i)) for i in range(len(ds))]
     rows = _pool_map(_enh_one, pairs, workers, "noisy test set")
-    meta = {m["id"]: m for m in corpus.mixtures("test")}
-    by_family = {}
-    for fam in sorted({m["family"] for m in meta.values()}):
-        sel = [r for uid, r in zip(ds.ids, rows, strict=True) if meta[uid]["family"] == fam]
-        by_family[fam] = {k: round(v["mean"], 3) for k, v in summarize(sel).items()}
-    by_snr = {}
-    for snr in sorted({m["snr"] for m in meta.values()}):
-        sel = [r for uid, r in zip(ds.ids, rows, strict=True) if meta[uid]["snr"] == snr]
-        by_snr[str(snr)] = {k: round(v["mean"], 3) for k, v in summarize(sel).items()}
-    summary = summarize(rows)
     return {
         "preset": preset, "mixtures": len(rows),
-        "noisy_vs_clean": {k: round(v["mean"], 3) for k, v in summary.items()},
-        "ci95": {k: round(v["ci95"], 3) for k, v in summary.items()},
-        "by_family": by_family, "by_snr_db": by_snr,
+        **_enh_summary(corpus, ds.ids, rows, "noisy_vs_clean"),
         "voicebank_demand_noisy_reference": {"pesq_wb": 1.97, "stoi": 0.91, "csig": 3.35,
                                              "cbak": 2.44, "covl": 2.63, "ssnr": 1.68},
     }
+
+
+def _enh_summary(corpus: Any, ids: Sequence[str], rows: list[dict[str, float]],
+                 name: str) -> dict[str, Any]:
+    """Means (and 95 % CIs) of enhancement metric rows, overall and per noise family / SNR."""
+    from speech.metrics import summarize
+
+    meta = {m["id"]: m for m in corpus.mixtures("test")}
+
+    def means(sel: list[dict[str, float]]) -> dict[str, float]:
+        return {k: round(v["mean"], 3) for k, v in summarize(sel).items()}
+
+    groups: dict[str, dict[str, Any]] = {"by_family": {}, "by_snr_db": {}}
+    for group, field in (("by_family", "family"), ("by_snr_db", "snr")):
+        for value in sorted({m[field] for m in meta.values()}):
+            groups[group][str(value)] = means(
+                [r for uid, r in zip(ids, rows, strict=True) if meta[uid][field] == value])
+    summary = summarize(rows)
+    return {name: {k: round(v["mean"], 3) for k, v in summary.items()},
+            "ci95": {k: round(v["ci95"], 3) for k, v in summary.items()}, **groups}
+
+
+def _oracle_one(pair: tuple[str, str]) -> dict[str, float]:
+    import torch
+
+    from speech.features import istft_logmag, stft_logmag
+    from speech.metrics import enhancement_metrics
+
+    clean, noisy = _read(pair[0]), _read(pair[1])
+    s, x = stft_logmag(clean), stft_logmag(noisy)
+    log_mask = torch.clamp(s.logmag - x.logmag, max=0.0)  # ln min(|S| / |X|, 1)
+    out = istft_logmag(x.logmag + log_mask, x.phase, x.length).numpy()
+    return enhancement_metrics(clean, out, SR)
+
+
+def measure_mask_oracle(preset: str, workers: int) -> dict[str, Any]:
+    from speech.data.voicebank_demand import VoiceBankDemand
+
+    corpus = _corpus(preset, workers)
+    ds = VoiceBankDemand(corpus.enhance_root, "test")
+    pairs = [tuple(str(p) for p in ds.paths(i)) for i in range(len(ds))]
+    rows = _pool_map(_oracle_one, pairs, workers, "ideal ratio mask")
+    return {"preset": preset, "mixtures": len(rows),
+            "mask": "ideal ratio mask min(|S|/|X|, 1), noisy phase, STFT 512/128 Hann",
+            **_enh_summary(corpus, ds.ids, rows, "oracle_vs_clean")}
 
 
 # --------------------------------------------------------------------------- VC baseline
@@ -425,8 +460,8 @@ def measure_bad_input() -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m speech.measure", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["corpus", "ceilings", "baseline", "vc-baseline",
-                                         "world-rtf", "bad-input", "all"])
+    parser.add_argument("what", choices=["corpus", "ceilings", "baseline", "mask-oracle",
+                                         "vc-baseline", "world-rtf", "bad-input", "all"])
     parser.add_argument("--preset", default="default", help="SynthVoices preset (default)")
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     parser.add_argument("--per-speaker", type=int, default=None,
@@ -440,6 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "corpus": lambda: measure_corpus(args.preset, args.workers),
         "ceilings": lambda: measure_ceilings(args.preset, args.workers, args.per_speaker),
         "baseline": lambda: measure_baseline(args.preset, args.workers),
+        "mask-oracle": lambda: measure_mask_oracle(args.preset, args.workers),
         "vc-baseline": lambda: measure_vc_baseline(args.preset, args.workers, args.source,
                                                    args.target),
         "world-rtf": lambda: measure_world_rtf(args.preset),
