@@ -206,26 +206,23 @@ def _enh_one(pair: tuple[str, str]) -> dict[str, float]:
 
 
 def measure_baseline(preset: str, workers: int) -> dict[str, Any]:
+    return {**_score_test_set(preset, workers, _enh_one, "noisy_vs_clean"),
+            "voicebank_demand_noisy_reference": {"pesq_wb": 1.97, "stoi": 0.91, "csig": 3.35,
+                                                 "cbak": 2.44, "covl": 2.63, "ssnr": 1.68}}
+
+
+def _score_test_set(preset: str, workers: int, score: Callable[[tuple[str, str]], dict],
+                    name: str) -> dict[str, Any]:
+    """``score((clean, noisy))`` over the enhancement test set: means (and 95 % CIs),
+    overall and per noise family / SNR."""
     from speech.data.voicebank_demand import VoiceBankDemand
+    from speech.metrics import summarize
 
     corpus = _corpus(preset, workers)
     ds = VoiceBankDemand(corpus.enhance_root, "test")
     pairs = [tuple(str(p) for p in ds.paths(i)) for i in range(len(ds))]
-    rows = _pool_map(_enh_one, pairs, workers, "noisy test set")
-    return {
-        "preset": preset, "mixtures": len(rows),
-        **_enh_summary(corpus, ds.ids, rows, "noisy_vs_clean"),
-        "voicebank_demand_noisy_reference": {"pesq_wb": 1.97, "stoi": 0.91, "csig": 3.35,
-                                             "cbak": 2.44, "covl": 2.63, "ssnr": 1.68},
-    }
-
-
-def _enh_summary(corpus: Any, ids: Sequence[str], rows: list[dict[str, float]],
-                 name: str) -> dict[str, Any]:
-    """Means (and 95 % CIs) of enhancement metric rows, overall and per noise family / SNR."""
-    from speech.metrics import summarize
-
-    meta = {m["id"]: m for m in corpus.mixtures("test")}
+    rows = _pool_map(score, pairs, workers, name)
+    ids, meta = ds.ids, {m["id"]: m for m in corpus.mixtures("test")}
 
     def means(sel: list[dict[str, float]]) -> dict[str, float]:
         return {k: round(v["mean"], 3) for k, v in summarize(sel).items()}
@@ -236,7 +233,8 @@ def _enh_summary(corpus: Any, ids: Sequence[str], rows: list[dict[str, float]],
             groups[group][str(value)] = means(
                 [r for uid, r in zip(ids, rows, strict=True) if meta[uid][field] == value])
     summary = summarize(rows)
-    return {name: {k: round(v["mean"], 3) for k, v in summary.items()},
+    return {"preset": preset, "mixtures": len(rows),
+            name: {k: round(v["mean"], 3) for k, v in summary.items()},
             "ci95": {k: round(v["ci95"], 3) for k, v in summary.items()}, **groups}
 
 
@@ -254,15 +252,8 @@ def _oracle_one(pair: tuple[str, str]) -> dict[str, float]:
 
 
 def measure_mask_oracle(preset: str, workers: int) -> dict[str, Any]:
-    from speech.data.voicebank_demand import VoiceBankDemand
-
-    corpus = _corpus(preset, workers)
-    ds = VoiceBankDemand(corpus.enhance_root, "test")
-    pairs = [tuple(str(p) for p in ds.paths(i)) for i in range(len(ds))]
-    rows = _pool_map(_oracle_one, pairs, workers, "ideal ratio mask")
-    return {"preset": preset, "mixtures": len(rows),
-            "mask": "ideal ratio mask min(|S|/|X|, 1), noisy phase, STFT 512/128 Hann",
-            **_enh_summary(corpus, ds.ids, rows, "oracle_vs_clean")}
+    return {"mask": "ideal ratio mask min(|S|/|X|, 1), noisy phase, STFT 512/128 Hann",
+            **_score_test_set(preset, workers, _oracle_one, "oracle_vs_clean")}
 
 
 # --------------------------------------------------------------------------- VC baseline
