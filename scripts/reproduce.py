@@ -185,6 +185,16 @@ def _start(job: Job, env: dict[str, str]) -> bool:
         os.close(fd)
         job.action, job.reason = "busy", "another process took its lock"
         return False
+    # The plan was made when this reproduction started; a second one running the same
+    # experiment may have finished or started this run since. Decide again under the lock.
+    status = job.run.status()
+    if status == "done":
+        os.close(fd)
+        job.action, job.reason = "reuse", "finished by another process meanwhile"
+        return False
+    if status == "partial" and job.action == "new":
+        job.action = "resume"
+        job.argv = job.run.command(job.argv[0], resume=True, extra=_saved_threads(run_dir))
     try:
         if job.action == "new" or not (run_dir / LAUNCH_RECORD).is_file():
             atomic_write_json(run_dir / LAUNCH_RECORD, _record(job.run))

@@ -265,6 +265,27 @@ def test_run_locked_by_another_process_is_skipped(tiny, tmp_path):
     assert "start" not in done.stdout and not (busy / "config.yaml").exists()
 
 
+def test_a_second_reproduction_decides_again_when_it_reaches_a_run(tiny, tmp_path):
+    """Two reproductions of one experiment: runs the other one finished (or started) after
+    this one made its plan are not launched afresh."""
+    import scripts.reproduce as rp
+    from common.experiments import plan_runs, resolve_experiment
+
+    spec, root, _ = tiny
+    exp = resolve_experiment(str(spec))
+    jobs = rp.plan_jobs(plan_runs(exp, tmp_path / "runs"), python=sys.executable, jobs=1)
+    assert [j.action for j in jobs] == ["new", "new"]
+    shutil.copytree(root / "runs", tmp_path / "runs")  # ... then the other one finished both
+    (tmp_path / "runs" / "tiny" / "kind-hinge" / "seed0" / "eval.json").unlink()  # or not
+    env = rp._child_env(1)
+    assert not rp._start(jobs[0], env)
+    assert (jobs[0].action, jobs[0].reason) == ("reuse", "finished by another process meanwhile")
+    assert rp._start(jobs[1], env)  # the partial one is resumed, not started over
+    assert jobs[1].action == "resume" and "--resume" in jobs[1].argv
+    assert jobs[1].proc.wait(timeout=120) == 0
+    assert (jobs[1].run.dir / "eval.json").is_file()
+
+
 def test_multi_process_run_goes_through_torchrun(tmp_path):
     spec = write_experiment(tmp_path / "experiments", "ddp", kinds="[hinge]")
     spec.write_text(spec.read_text() + "nproc: 2\n")
