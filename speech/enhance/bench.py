@@ -2,7 +2,7 @@
 
 :func:`bench_enhance` (registered by ``scripts/bench.py``) writes a long noisy 16 kHz file
 (default 10 minutes: a vowel-like synthetic voice from :func:`speech.features.synthetic_voice`
-plus white noise at 5 dB SNR, repeated), exports a generator with the ``cpu`` preset's widths
+plus white noise at 5 dB SNR, repeated), exports a generator with the ``cpu-long`` preset's widths
 (untrained: speed does not depend on the weights) and runs the real CLI,
 ``python -m speech.enhance in.wav out.wav --checkpoint ... --threads 1``, in a fresh process
 per repeat. Protocol (METRICS.md "Speed"): RTF = wall time / audio duration, end to end
@@ -69,7 +69,7 @@ def _export_generator(path: Path, preset: Path) -> None:
 
 
 def bench_enhance(minutes: float = 10.0, repeats: int = 3, threads: int = 1,
-                  preset: str | Path = REPO_ROOT / "configs/speech/enhance/cpu.yaml"
+                  preset: str | Path = REPO_ROOT / "configs/speech/enhance/cpu-long.yaml"
                   ) -> dict[str, Any]:
     """CLI RTF and peak memory for a ``minutes`` long file (model and Wiener baseline)."""
     out: dict[str, Any] = {"threads": threads, "dtype": "fp32", "repeats": repeats,
