@@ -18,6 +18,7 @@ from speech.features import (
     code_ap,
     code_sp,
     convert_f0,
+    d4c_strided,
     decode_sp,
     istft_logmag,
     log_mel,
@@ -99,6 +100,28 @@ def test_world_analysis_shapes_and_mcep_roundtrip(voice):
     assert coded.shape == (n, 36)
     assert decode_sp(coded, 16000, feats.fft_size).shape == feats.sp.shape
     assert code_ap(feats.ap, 16000).shape == (n, 1)
+
+
+def test_strided_d4c_is_exact_on_its_frames_and_interpolates_between(voice):
+    import pyworld
+
+    x = np.ascontiguousarray(voice["wav"], dtype=np.float64)
+    f0, t = world_f0(x, 16000, method="dio")
+    full = pyworld.d4c(x, f0, t, 16000, fft_size=1024)
+    np.testing.assert_array_equal(d4c_strided(x, f0, t, 16000, 1024, 1), full)
+    ap = d4c_strided(x, f0, t, 16000, 1024, 4)
+    assert ap.shape == full.shape
+    kept = [*range(0, len(t), 4), len(t) - 1]
+    # D4C on the kept frames alone matches the full run there (to within 1 %: its V/UV
+    # decision is not strictly per frame)
+    np.testing.assert_allclose(ap[kept], full[kept], rtol=1e-2, atol=1e-5)
+    mid = 1 + 4 * np.arange((len(t) - 2) // 4)  # one frame past each kept one: ¾ · a + ¼ · b
+    np.testing.assert_allclose(ap[mid], 0.75 * ap[mid - 1] + 0.25 * ap[mid + 3], atol=1e-12)
+    # the analysis default stays exact, and the strided one stays close on a voiced signal
+    assert np.abs(world_analyze(x, 16000, f0_method="dio").ap - full).max() == 0.0
+    assert np.median(np.abs(ap - full)) < 0.05
+    with pytest.raises(ValueError, match="ap_stride"):
+        d4c_strided(x, f0, t, 16000, 1024, 0)
 
 
 def test_log_gaussian_f0_transform_maps_source_statistics_to_target():

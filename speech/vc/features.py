@@ -51,9 +51,12 @@ def _world_kwargs(cfg: FeatureConfig, f0_method: str | None = None) -> dict[str,
             "f0_floor": cfg.f0_floor, "f0_ceil": cfg.f0_ceil}
 
 
-def analyze(wav: np.ndarray, cfg: FeatureConfig, f0_method: str | None = None) -> Utterance:
-    """Mono float ``[T]`` at ``cfg.sr`` → :class:`Utterance`."""
-    w = world_analyze(np.asarray(wav, dtype=np.float64), cfg.sr, **_world_kwargs(cfg, f0_method))
+def analyze(wav: np.ndarray, cfg: FeatureConfig, f0_method: str | None = None,
+            ap_stride: int | None = None) -> Utterance:
+    """Mono float ``[T]`` at ``cfg.sr`` → :class:`Utterance` (D4C every ``ap_stride``-th
+    frame, default ``cfg.ap_stride``)."""
+    w = world_analyze(np.asarray(wav, dtype=np.float64), cfg.sr, **_world_kwargs(cfg, f0_method),
+                      ap_stride=cfg.ap_stride if ap_stride is None else ap_stride)
     return Utterance(w.f0, code_sp(w.sp, cfg.sr, cfg.sp_dim), w.ap, w.fft_size)
 
 

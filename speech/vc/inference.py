@@ -53,12 +53,15 @@ class Converter:
     def __init__(self, g: nn.Module, kind: str, speakers: list[str],
                  stats: dict[str, SpeakerStats], feature: FeatureConfig, *,
                  name: str = "model", f0_method: str | None = None,
-                 chunk_seconds: float = 10.0, overlap_seconds: float = 0.5,
+                 ap_stride: int | None = None, chunk_seconds: float = 10.0, overlap_seconds: float = 0.5,
                  meta: dict[str, Any] | None = None) -> None:
         self.g = g.eval().requires_grad_(False)
         self.kind, self.speakers, self.stats, self.feature = kind, list(speakers), stats, feature
         self.sr, self.name = feature.sr, name
         self.f0_method = f0_method or feature.f0_method
+        self.ap_stride = feature.ap_stride if ap_stride is None else ap_stride
+        if self.ap_stride < 1:
+            raise ValueError(f"ap_stride must be >= 1, got {self.ap_stride}")
         self.chunk_seconds, self.overlap_seconds = chunk_seconds, overlap_seconds
         self.meta = meta or {}
 
@@ -144,7 +147,7 @@ class Converter:
         wav = np.asarray(wav, dtype=np.float32)
         n = len(wav)
         x = np.pad(wav, (0, max(0, 1600 - n)))  # WORLD needs a few frames: pad very short input
-        utt = analyze(x, self.feature, self.f0_method)
+        utt = analyze(x, self.feature, self.f0_method, self.ap_stride)
         src, tgt = self.stats[source], self.stats[target]
         z = torch.from_numpy(src.sp.normalize(utt.coded).T.astype(np.float32))[None, None]
         out = self.convert_features(z, source, target)[0, 0].numpy().T.astype(np.float64)
