@@ -23,7 +23,7 @@ from speech.enhance.config import EnhanceConfig
 from speech.enhance.data import CropSource, Pair, read_conditions
 from speech.enhance.inference import Enhancer, build_generator, featurizer
 from speech.enhance.models import MaskUNet, SpecDiscriminator, channel_table, enhance_z
-from speech.enhance.train import build, check_config
+from speech.enhance.train import build, check_config, linear_decay
 from speech.features import synthetic_voice
 from speech.metrics import si_sdr
 
@@ -166,6 +166,24 @@ def test_config_refusals():
         check_config(load_config(EnhanceConfig, None, ["data.remix_snr=[10.0, 0.0]"]))
     with pytest.raises(ConfigError, match="data.remix"):
         check_config(load_config(EnhanceConfig, None, ["data.remix=1.5"]))
+    with pytest.raises(ConfigError, match="optim.decay_from"):
+        check_config(load_config(EnhanceConfig, None, ["optim.decay_from=1.0"]))
+
+
+def test_linear_decay_holds_then_reaches_zero_at_the_last_step():
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    opt = torch.optim.SGD(params, lr=0.4)
+    sched = linear_decay({"g": opt}, steps=10, decay_from=0.6)["g"]
+    rates = []
+    for _ in range(10):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # steps 0-6 at the full rate (the decay starts after step 6 = 0.6 · 10), then 3/4, 2/4, 1/4
+    torch.testing.assert_close(torch.tensor(rates),
+                               torch.tensor([0.4] * 7 + [0.3, 0.2, 0.1]))
+    torch.testing.assert_close(opt.param_groups[0]["lr"], 0.0)
+    assert linear_decay({"g": opt}, steps=10, decay_from=None) == {}
 
 
 def test_crop_source_resumes_exactly(pairs):

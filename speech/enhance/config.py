@@ -100,6 +100,10 @@ class OptimConfig:
     lr_d: float = 2e-4
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     clip_grad: float | None = 10.0  # max grad norm per phase (None: off)
+    # Linear decay of both rates to zero over the last part of training, from this fraction
+    # of train.steps on (None: constant). CycleGAN (Zhu et al. 2017, §7.1) and the pix2pix
+    # code keep the rate for the first half and decay it linearly to zero over the second.
+    decay_from: float | None = None
 
 
 @dataclass

@@ -59,7 +59,8 @@ from speech.enhance.models import (
     pad_tf,
 )
 
-__all__ = ["Setup", "build", "build_discriminator", "build_phases", "check_config", "main"]
+__all__ = ["Setup", "build", "build_discriminator", "build_phases", "check_config",
+           "linear_decay", "main"]
 
 G_TERMS = ("g/l1", "g/adv", "g/match", "g/fm")
 D_TERMS = ("d/real", "d/fake", "d/wrong", "d/match", "d/mismatch", "d/match_fake", "d/gp")
@@ -79,6 +80,9 @@ def check_config(cfg: EnhanceConfig) -> None:
         raise ConfigError(f"data.remix_snr must be [low, high] dB, got {cfg.data.remix_snr}")
     if not 0.0 <= cfg.data.remix <= 1.0:
         raise ConfigError(f"data.remix is a probability in [0, 1], got {cfg.data.remix}")
+    if cfg.optim.decay_from is not None and not 0.0 <= cfg.optim.decay_from < 1.0:
+        raise ConfigError(f"optim.decay_from is a fraction of train.steps in [0, 1), "
+                          f"got {cfg.optim.decay_from}")
     if cfg.data.frames < 2 ** max(cfg.model.g_depth, cfg.model.d_depth):
         raise ConfigError("data.frames must be at least 2^depth of G and D")
 
@@ -155,6 +159,20 @@ def build_phases(cfg: EnhanceConfig, g: MaskUNet, d: SpecDiscriminator | None,
     return [Phase("d", "d", d_loss, weights=d_weights, clip_grad=cfg.optim.clip_grad), g_phase]
 
 
+def linear_decay(optimizers: dict[str, torch.optim.Optimizer], steps: int,
+                 decay_from: float | None) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
+    """Constant rate, then linear decay to zero over the steps after ``decay_from · steps``
+    (CycleGAN, Zhu et al. 2017, §7.1); no schedulers when ``decay_from`` is None."""
+    if decay_from is None:
+        return {}
+    start = int(decay_from * steps)
+
+    def factor(step: int) -> float:
+        return min(1.0, max(0.0, (steps - step) / max(1, steps - start)))
+
+    return {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in optimizers.items()}
+
+
 @dataclass
 class Setup:
     """What one run trains: state (nets, optimisers, EMA), phases, data, features."""
@@ -181,7 +199,8 @@ def build(cfg: EnhanceConfig, runtime: Runtime, pairs: list[Pair]) -> Setup:
         optimizers["d"] = torch.optim.Adam(d.parameters(), lr=cfg.optim.lr_d, betas=betas)
     for net in nets.values():
         broadcast_module(net)  # under torchrun every rank starts from rank 0's initialisation
-    state = TrainState(nets=nets, optimizers=optimizers, ema=EMA(g, cfg.train.ema_decay))
+    state = TrainState(nets=nets, optimizers=optimizers, ema=EMA(g, cfg.train.ema_decay),
+                       schedulers=linear_decay(optimizers, cfg.train.steps, cfg.optim.decay_from))
     segment = cfg.feature.hop * (cfg.data.frames - 1)  # exactly cfg.data.frames STFT frames
     data = CropSource(pairs, segment, cfg.data.batch_size, seed=cfg.seed * 1000 + runtime.rank,
                       device=device, remix=cfg.data.remix,
