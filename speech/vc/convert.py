@@ -8,10 +8,11 @@ Input: any file soundfile reads (wav, flac, ogg), any rate, any channel count, a
 it is mixed to mono, resampled to the model's 16 kHz with a named method and converted in
 overlapping chunks cross-faded by :func:`speech.audio.process_file` (memory stays flat).
 Per chunk: WORLD analysis (``--f0-method``, default the model's; DIO is several times faster
-than Harvest; ``--ap-stride``: D4C aperiodicity every K-th frame), G on the speaker-normalised coded envelope, log-Gaussian F0 transform, WORLD
-synthesis with the source aperiodicity. ``--source`` names the input's training speaker
-(its statistics normalise the input); without it CycleGAN-VC2 uses the pair's other speaker
-and StarGAN-VC the training speaker with the nearest mean ln F0. Output: 16 kHz mono,
+than Harvest; ``--ap-stride``: D4C aperiodicity every K-th frame), G on the
+speaker-normalised coded envelope, log-Gaussian F0 transform, WORLD synthesis with the
+source aperiodicity. ``--source`` names the input's training speaker (its statistics
+normalise the input); without it CycleGAN-VC2 uses the pair's other speaker and StarGAN-VC
+the training speaker with the nearest mean ln F0. Output: 16 kHz mono,
 16-bit PCM, written atomically. A folder is processed recursively into the same relative
 paths; files that fail are reported and skipped.
 """

@@ -53,7 +53,8 @@ class Converter:
     def __init__(self, g: nn.Module, kind: str, speakers: list[str],
                  stats: dict[str, SpeakerStats], feature: FeatureConfig, *,
                  name: str = "model", f0_method: str | None = None,
-                 ap_stride: int | None = None, chunk_seconds: float = 10.0, overlap_seconds: float = 0.5,
+                 ap_stride: int | None = None, chunk_seconds: float = 10.0,
+                 overlap_seconds: float = 0.5,
                  meta: dict[str, Any] | None = None) -> None:
         self.g = g.eval().requires_grad_(False)
         self.kind, self.speakers, self.stats, self.feature = kind, list(speakers), stats, feature
