@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -128,10 +127,8 @@ def test_a_second_build_is_served_from_the_cache_without_synthesis(tiny, monkeyp
 
     monkeypatch.setattr(sv, "synthesize", fail)
     monkeypatch.setattr(sv, "_synth_task", fail)
-    start = time.perf_counter()
     again = sv.build(sv.load_preset("tiny"), root=tiny.root.parent, workers=1, progress=False)
     assert again.from_cache and again.root == tiny.root
-    assert time.perf_counter() - start < 2.0
 
 
 def test_the_cache_key_covers_every_parameter_but_the_name():
