@@ -62,6 +62,7 @@ __all__ = [
     "stft_logmag",
     "synthetic_voice",
     "world_analyze",
+    "world_envelope",
 ]
 
 # Bump when any extractor's output changes: it is part of every FeatureCache key.
@@ -270,18 +271,36 @@ def world_analyze(
     analysis (about half of it at 5 ms frames), and the band aperiodicity it estimates
     (Morise 2016, "D4C, a band-aperiodicity estimator", §3) varies slowly next to a 5 ms hop.
     """
-    pw = _pyworld()
     x = np.ascontiguousarray(wav, dtype=np.float64)
     if x.ndim != 1 or len(x) == 0:
         raise ValueError(f"world_analyze expects mono [T] samples, got shape {x.shape}")
-    f0, t = world_f0(x, sr, method=f0_method, frame_period=frame_period, f0_floor=f0_floor,
-                     f0_ceil=f0_ceil)
     if fft_size is None:
-        fft_size = pw.get_cheaptrick_fft_size(sr, f0_floor)
-    sp = pw.cheaptrick(x, f0, t, sr, f0_floor=f0_floor, fft_size=fft_size)
+        fft_size = _pyworld().get_cheaptrick_fft_size(sr, f0_floor)
+    f0, t, sp = world_envelope(x, sr, f0_method=f0_method, frame_period=frame_period,
+                               f0_floor=f0_floor, f0_ceil=f0_ceil, fft_size=fft_size)
     ap = d4c_strided(x, f0, t, sr, fft_size, ap_stride)
     return WorldFeatures(f0=f0, sp=sp, ap=ap, sr=sr, frame_period=frame_period,
                          f0_method=f0_method)
+
+
+def world_envelope(
+    wav: np.ndarray,
+    sr: int,
+    *,
+    f0_method: F0Method = "harvest",
+    frame_period: float = 5.0,
+    f0_floor: float = 71.0,
+    f0_ceil: float = 800.0,
+    fft_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """F0 ``[N]``, frame times ``[N]`` and the CheapTrick envelope ``[N, fft/2+1]``: the part
+    of :func:`world_analyze` that needs no aperiodicity (training features, VC metrics)."""
+    x = np.ascontiguousarray(wav, dtype=np.float64)
+    f0, t = world_f0(x, sr, method=f0_method, frame_period=frame_period, f0_floor=f0_floor,
+                     f0_ceil=f0_ceil)
+    if fft_size is None:
+        fft_size = _pyworld().get_cheaptrick_fft_size(sr, f0_floor)
+    return f0, t, _pyworld().cheaptrick(x, f0, t, sr, f0_floor=f0_floor, fft_size=fft_size)
 
 
 def d4c_strided(x: np.ndarray, f0: np.ndarray, t: np.ndarray, sr: int, fft_size: int,

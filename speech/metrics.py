@@ -392,16 +392,13 @@ def vc_frames(wav: np.ndarray, sr: int = 16000, *, order: int = 24, f0_method: s
               f0_floor: float = 71.0, f0_ceil: float = 800.0, vad_db: float = 40.0) -> VCFrames:
     """WORLD (F0 + CheapTrick) → SPTK mel-cepstrum (order ``order``, α = mcepalpha(sr)),
     with leading/trailing frames quieter than ``vad_db`` below the loudest frame removed."""
-    import pyworld
-
-    from speech.features import sp_to_mcep, world_f0
+    from speech.features import sp_to_mcep, world_envelope
 
     wav = np.ascontiguousarray(wav, dtype=np.float64)
     if not np.isfinite(wav).all():  # WORLD would return NaN features and the VAD no frames
         raise ValueError(f"vc_frames: {int((~np.isfinite(wav)).sum())} NaN/inf samples")
     # F0 and the CheapTrick envelope only (what the metrics read; D4C would double the cost).
-    f0, t = world_f0(wav, sr, method=f0_method, f0_floor=f0_floor, f0_ceil=f0_ceil)
-    sp = pyworld.cheaptrick(wav, f0, t, sr, f0_floor=f0_floor)
+    f0, _, sp = world_envelope(wav, sr, f0_method=f0_method, f0_floor=f0_floor, f0_ceil=f0_ceil)
     power_db = 10 * np.log10(np.maximum(sp.mean(axis=1), 1e-20))
     keep = _energy_trim(power_db, vad_db)
     mcep = sp_to_mcep(sp[keep], sr, order)

@@ -28,7 +28,7 @@ from speech.features import (
     logf0_stats,
     norm_stats,
     world_analyze,
-    world_f0,
+    world_envelope,
 )
 from speech.vc.config import FeatureConfig
 from speech.vocoders import world_synthesize
@@ -71,12 +71,8 @@ def analyze_file(path: str | Path, cfg: FeatureConfig, cache: FeatureCache | Non
 
     def compute() -> dict[str, np.ndarray]:
         # F0 + CheapTrick only: training never needs D4C's aperiodicity (a third of the cost).
-        import pyworld as pw
-
-        x = np.ascontiguousarray(read_audio(path, cfg.sr).samples, dtype=np.float64)
-        f0, t = world_f0(x, cfg.sr, method=cfg.f0_method, frame_period=cfg.frame_period,
-                         f0_floor=cfg.f0_floor, f0_ceil=cfg.f0_ceil)
-        sp = pw.cheaptrick(x, f0, t, cfg.sr, f0_floor=cfg.f0_floor)
+        x = read_audio(path, cfg.sr).samples
+        f0, _, sp = world_envelope(x, cfg.sr, **_world_kwargs(cfg))
         return {"f0": f0, "coded": code_sp(sp, cfg.sr, cfg.sp_dim)}
 
     d = cache.get_or_compute(path, "vc_world_coded", params, compute)
