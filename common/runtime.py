@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -100,6 +101,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "fp32":
         return None
     if precision == "bf16":
+        if device.type == "cpu" and not _cpu_has_bf16():
+            warnings.warn("runtime.precision=bf16 on a CPU without native bf16 (AVX512-BF16 / "
+                          "AMX): autocast is emulated and can be tens of times slower than "
+                          "fp32 (a 6-level U-Net step here: 0.3 s fp32, 7 s bf16); use "
+                          "runtime.precision=auto", stacklevel=2)
         return torch.bfloat16
     if precision == "fp16":
         return torch.float16

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
+import common.runtime as runtime_mod
 from common.config import RuntimeConfig
 from common.runtime import (
     resolve_precision,
@@ -30,13 +32,26 @@ def test_auto_device_is_cpu_here_and_explicit_cuda_fails_clearly():
 def test_precision_policy():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) is None
-    assert resolve_precision("bf16", cpu) is torch.bfloat16
     assert resolve_precision("fp16", cpu) is torch.float16
-    assert resolve_precision("auto", cpu) in (None, torch.bfloat16)
+    native = runtime_mod._cpu_has_bf16()
+    assert resolve_precision("auto", cpu) is (torch.bfloat16 if native else None)
     with pytest.raises(ValueError, match="runtime.precision"):
         resolve_precision("fp8", cpu)
 
 
+def test_forced_bf16_is_honoured_and_warns_only_where_it_is_emulated(monkeypatch):
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(runtime_mod, "_cpu_has_bf16", lambda native=native: native)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert resolve_precision("bf16", cpu) is torch.bfloat16
+            assert resolve_precision("auto", cpu) is (torch.bfloat16 if native else None)
+        said = [str(w.message) for w in caught]
+        assert any("without native bf16" in m for m in said) == (not native), said
+
+
+@pytest.mark.filterwarnings("ignore:runtime.precision=bf16 on a CPU without native bf16")
 def test_autocast_context_runs_matmul_in_bf16():
     rt = setup_runtime(RuntimeConfig(device="cpu", precision="bf16"), seed=0)
     a = torch.randn(4, 4)

@@ -22,10 +22,11 @@ from speech.enhance.classical import ClassicalConfig, ClassicalEnhancer
 from speech.enhance.config import EnhanceConfig
 from speech.enhance.data import CropSource, Pair, read_conditions
 from speech.enhance.inference import Enhancer, build_generator, featurizer
+from speech.enhance.metric import MetricDiscriminator, normalise_pesq, pesq_targets
 from speech.enhance.models import MaskUNet, SpecDiscriminator, channel_table, enhance_z
 from speech.enhance.train import build, check_config, linear_decay
 from speech.features import synthetic_voice
-from speech.metrics import si_sdr
+from speech.metrics import pesq_wb, si_sdr
 
 torch.set_num_threads(1)
 
@@ -120,6 +121,9 @@ def test_featurizer_round_trip_and_identity_mask():
         ["model.d_head=projection", "model.d_cond=resize"],
         ["model.d_head=combined", "loss.weights={g/fm: 1.0}", "loss.kind=hinge"],
         ["model.d_head=split", "loss.kind=wgan-gp"],
+        # PESQ needs 0.25 s: 40 frames of hop 128 are 0.31 s.
+        ["model.d_head=none", "model.metric_d=pesq", "data.frames=40"],
+        ["model.d_head=projection", "model.metric_d=pesq", "data.frames=40"],
     ],
 )
 def test_one_training_step_per_head(pairs, overrides):
@@ -127,13 +131,14 @@ def test_one_training_step_per_head(pairs, overrides):
     runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32"), seed=0)
     setup = build(cfg, runtime, pairs)
     state = setup.state
-    head = cfg.model.d_head
-    assert set(state.nets) == ({"g"} if head == "none" else {"g", "d"})
-    assert [p.name for p in setup.phases] == (["g"] if head == "none" else ["d", "g"])
+    head, metric = cfg.model.d_head, cfg.model.metric_d == "pesq"
+    expected = ([] if head == "none" else ["d"]) + (["q"] if metric else []) + ["g"]
+    assert set(state.nets) == set(expected)
+    assert [p.name for p in setup.phases] == expected
     before = [p.detach().clone() for p in state.nets["g"].parameters()]
     for phase in setup.phases:
         batch = setup.data.next()
-        assert batch.clean.shape == batch.noisy.shape == (4, 128 * 31)
+        assert batch.clean.shape == batch.noisy.shape == (4, 128 * (cfg.data.frames - 1))
         losses = phase.loss_fn(state, batch)
         assert all(k.startswith(phase.name + "/") for k in losses)
         assert all(torch.isfinite(v) for v in losses.values()), losses
@@ -147,6 +152,11 @@ def test_one_training_step_per_head(pairs, overrides):
             assert phase.weights["g/l1"] == 100.0  # merged over the defaults
             assert ("g/match" in losses) == (head == "split")
             assert ("g/adv" in losses) == (head != "none")
+            assert ("g/metric" in losses) == metric
+        elif phase.name == "q":
+            assert set(losses) == {"q/clean", "q/enhanced", "q/noisy"}
+            # Before any training Q scores everything about alike, so the fits are non-zero.
+            assert all(float(v.detach()) > 0 for v in losses.values()), losses
         else:
             if "loss.kind=wgan-gp" in overrides:
                 assert "d/gp" in losses
@@ -216,6 +226,28 @@ def test_dynamic_mixing_adds_another_pairs_noise_at_the_drawn_snr(pairs):
 
 
 # --------------------------------------------------------------------------- baselines
+
+
+def test_pesq_targets_rank_clean_over_noisy_and_skip_unscorable_crops():
+    clean, noisy = _voice_and_noise(1.0, 0.0)
+    silent = np.zeros_like(clean)
+    ref = torch.from_numpy(np.stack([clean, clean, silent]))
+    deg = torch.from_numpy(np.stack([clean, noisy, noisy]))
+    scores, valid = pesq_targets(ref, deg)
+    assert valid.tolist() == [True, True, False]  # a silent reference has no speech to score
+    assert abs(float(scores[0]) - normalise_pesq(pesq_wb(clean, clean))) < 1e-6
+    assert float(scores[0]) > 0.9  # identical signals score near the top of the scale
+    assert 0.0 < float(scores[1]) < float(scores[0]) - 0.3
+    assert normalise_pesq(0.5) == 0.0 and normalise_pesq(5.0) == 1.0
+
+
+def test_metric_discriminator_scores_any_crop_and_refuses_mismatched_pairs():
+    q = MetricDiscriminator(channels=4)
+    for frames in (3, 40):
+        x = torch.randn(2, 1, 257, frames)
+        assert q(x, x).shape == (2,)
+    with pytest.raises(ValueError, match="must match"):
+        q(torch.randn(1, 1, 257, 8), torch.randn(1, 1, 257, 9))
 
 
 @pytest.mark.parametrize("method", ["wiener", "specsub"])

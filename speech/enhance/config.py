@@ -25,8 +25,10 @@ __all__ = [
 ]
 
 # Loss weights by logged name (see LossConfig.weights); d/gp applies to loss.kind=wgan-gp.
+# g/metric and q/* apply with model.metric_d=pesq (speech/enhance/metric.py).
 DEFAULT_WEIGHTS: dict[str, float] = {"g/l1": 100.0, "g/adv": 1.0, "g/match": 1.0, "g/fm": 0.0,
-                                     "d/gp": 10.0}
+                                     "g/metric": 30.0, "d/gp": 10.0, "q/clean": 1.0,
+                                     "q/enhanced": 1.0, "q/noisy": 1.0}
 
 
 @dataclass
@@ -76,6 +78,11 @@ class ModelConfig:
     d_cond: Literal["fold", "resize"] = "fold"  # how the noisy map reaches the head
     cond_ch: int = 64  # head's compressed condition width
     head_hidden: int = 128
+    # pesq = add a metric discriminator Q that learns the WB PESQ of (spectrogram, clean) and
+    # train G towards Q's best score (MetricGAN, Fu et al. 2019; speech/enhance/metric.py).
+    # Independent of d_head: d_head=none + metric_d=pesq is MetricGAN + L1 without a patch D.
+    metric_d: Literal["none", "pesq"] = "none"
+    q_channels: int = 15  # Q's conv width (MetricGAN §4.1: 15 filters of 5x5)
 
 
 @dataclass
@@ -111,6 +118,9 @@ class TrainConfig:
     steps: int = 2000
     ema_decay: float = 0.999
     probes: int = 2  # fixed test clips logged as audio + spectrograms (STYLE.md item 8)
+    # model.metric_d=pesq: update Q every this many steps. Q's targets cost two WB PESQ
+    # calls per crop (~45 ms each for a 2-s crop on this CPU), as much as a G+D step.
+    q_every: int = 1
 
 
 @dataclass

@@ -19,6 +19,10 @@ The noisy spectrogram is the condition c of D(x, c) (DESIGN.md). Losses (weights
 * ``g/fm`` (when its weight is > 0): L1 between D's backbone features of enhanced and clean
   (Salimans et al. 2016 §3.1; per-layer L1 as in MelGAN, Kumar et al. 2019 §2.3).
 
+* ``g/metric`` and ``q/clean``, ``q/enhanced``, ``q/noisy`` (``model.metric_d=pesq``): a
+  metric discriminator Q learns the WB PESQ of each training crop and G is pushed towards
+  Q's best score (MetricGAN, Fu et al. 2019, eqs. 3–4; :mod:`speech.enhance.metric`).
+
 ``model.d_head=none`` trains G with L1 alone (no D): the regression baseline the heads are
 compared with. The run ends by evaluating its EMA generator and the baselines on the test
 set (``eval.json``, listening page, W&B table; see :mod:`speech.enhance.evaluate`).
@@ -50,6 +54,7 @@ from common.training import Hook, Phase, TrainState, restore
 from speech.enhance.config import DEFAULT_WEIGHTS, EnhanceConfig, ModelConfig
 from speech.enhance.data import Batch, CropSource, Pair, corpus_root, load_pairs
 from speech.enhance.inference import ARTIFACT, Enhancer, build_generator, featurizer
+from speech.enhance.metric import MetricDiscriminator, masked_mse, pesq_targets
 from speech.enhance.models import (
     Featurizer,
     MaskUNet,
@@ -59,19 +64,24 @@ from speech.enhance.models import (
     pad_tf,
 )
 
-__all__ = ["Setup", "build", "build_discriminator", "build_phases", "check_config",
+__all__ = ["Setup", "build", "build_discriminator", "build_metric_discriminator", "build_phases",
+           "check_config",
            "linear_decay", "main"]
 
-G_TERMS = ("g/l1", "g/adv", "g/match", "g/fm")
+G_TERMS = ("g/l1", "g/adv", "g/match", "g/fm", "g/metric")
 D_TERMS = ("d/real", "d/fake", "d/wrong", "d/match", "d/mismatch", "d/match_fake", "d/gp")
+Q_TERMS = ("q/clean", "q/enhanced", "q/noisy")
 
 
 def check_config(cfg: EnhanceConfig) -> None:
     """Refuse what the code cannot honour, in one line naming the key."""
-    unknown = [k for k in cfg.loss.weights if k not in (*G_TERMS, *D_TERMS)]
+    unknown = [k for k in cfg.loss.weights if k not in (*G_TERMS, *D_TERMS, *Q_TERMS)]
     if unknown:
         raise ConfigError(f"loss.weights: unknown term {unknown[0]!r}; terms: "
-                          f"{', '.join((*G_TERMS, *D_TERMS))}")
+                          f"{', '.join((*G_TERMS, *D_TERMS, *Q_TERMS))}")
+    if cfg.model.metric_d == "pesq" and cfg.feature.sr != 16000:
+        raise ConfigError(f"model.metric_d=pesq needs feature.sr=16000 (wide-band PESQ), "
+                          f"got {cfg.feature.sr}")
     if cfg.model.d_head != "none" and cfg.data.batch_size < 2:
         raise ConfigError("data.batch_size must be >= 2: mismatched pairs need a second clip")
     if cfg.loss.smoothing and cfg.loss.kind != "bce":
@@ -83,6 +93,8 @@ def check_config(cfg: EnhanceConfig) -> None:
     if cfg.optim.decay_from is not None and not 0.0 <= cfg.optim.decay_from < 1.0:
         raise ConfigError(f"optim.decay_from is a fraction of train.steps in [0, 1), "
                           f"got {cfg.optim.decay_from}")
+    if cfg.train.q_every < 1:
+        raise ConfigError(f"train.q_every must be >= 1, got {cfg.train.q_every}")
     if cfg.data.frames < 2 ** max(cfg.model.g_depth, cfg.model.d_depth):
         raise ConfigError("data.frames must be at least 2^depth of G and D")
 
@@ -100,8 +112,35 @@ def _score(out) -> Tensor:
     return out.joint if out.joint is not None else out.realism
 
 
+def build_metric_discriminator(cfg: ModelConfig) -> MetricDiscriminator | None:
+    """Q, the PESQ-predicting metric discriminator, or None (``metric_d=none``)."""
+    return MetricDiscriminator(cfg.q_channels) if cfg.metric_d == "pesq" else None
+
+
+def _q_phase(cfg: EnhanceConfig, g: MaskUNet, q: MetricDiscriminator, feat: Featurizer,
+             weights: dict[str, float]) -> Phase:
+    """Q's update (MetricGAN eq. 3 + MetricGAN+'s noisy term): regress the normalised WB
+    PESQ of the enhanced and the noisy crop, and 1 for the clean crop against itself."""
+
+    def q_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
+        clean_z, _ = feat.analyze(batch.clean)
+        noisy_z, phase = feat.analyze(batch.noisy)
+        with torch.no_grad():
+            fake = enhance_z(noisy_z, g(noisy_z), feat)
+            enhanced = feat.synthesize(fake.float(), phase, batch.clean.shape[-1])
+        s_fake, ok_fake = pesq_targets(batch.clean, enhanced, cfg.feature.sr)
+        s_noisy, ok_noisy = pesq_targets(batch.clean, batch.noisy, cfg.feature.sr)
+        ones = torch.ones_like(s_fake)
+        return {"q/clean": masked_mse(q(clean_z, clean_z), ones, ok_noisy | ok_fake),
+                "q/enhanced": masked_mse(q(fake, clean_z), s_fake, ok_fake),
+                "q/noisy": masked_mse(q(noisy_z, clean_z), s_noisy, ok_noisy)}
+
+    return Phase("q", "q", q_loss, weights={k: weights[k] for k in Q_TERMS},
+                 every=cfg.train.q_every, clip_grad=cfg.optim.clip_grad)
+
+
 def build_phases(cfg: EnhanceConfig, g: MaskUNet, d: SpecDiscriminator | None,
-                 feat: Featurizer) -> list[Phase]:
+                 feat: Featurizer, q: MetricDiscriminator | None = None) -> list[Phase]:
     kind, weights = cfg.loss.kind, {**DEFAULT_WEIGHTS, **cfg.loss.weights}
     use_fm = d is not None and weights.get("g/fm", 0.0) > 0
 
@@ -114,6 +153,8 @@ def build_phases(cfg: EnhanceConfig, g: MaskUNet, d: SpecDiscriminator | None,
         clean_z, noisy_z = spectra(batch)
         fake = enhance_z(noisy_z, g(noisy_z), feat)
         losses = {"g/l1": l1_loss(fake, clean_z)}
+        if q is not None:  # MetricGAN eq. 4 with s = 1
+            losses["g/metric"] = ((q(fake, clean_z).float() - 1.0) ** 2).mean()
         if d is None:
             return losses
         if use_fm:
@@ -131,10 +172,12 @@ def build_phases(cfg: EnhanceConfig, g: MaskUNet, d: SpecDiscriminator | None,
     g_terms = {"g/l1"} | ({"g/adv"} if d is not None else set())
     g_terms |= {"g/match"} if cfg.model.d_head == "split" else set()
     g_terms |= {"g/fm"} if use_fm else set()
+    g_terms |= {"g/metric"} if q is not None else set()
     g_phase = Phase("g", "g", g_loss, weights={k: w for k, w in weights.items() if k in g_terms},
                     clip_grad=cfg.optim.clip_grad)
+    q_phases = [_q_phase(cfg, g, q, feat, weights)] if q is not None else []
     if d is None:
-        return [g_phase]
+        return [*q_phases, g_phase]
 
     def d_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
         clean_z, noisy_z = spectra(batch)
@@ -156,7 +199,8 @@ def build_phases(cfg: EnhanceConfig, g: MaskUNet, d: SpecDiscriminator | None,
         d_weights["d/gp"] = weights["d/gp"]
     # Config d/* weights override the head's defaults for the terms this head produces.
     d_weights.update({k: w for k, w in cfg.loss.weights.items() if k in d_weights})
-    return [Phase("d", "d", d_loss, weights=d_weights, clip_grad=cfg.optim.clip_grad), g_phase]
+    return [Phase("d", "d", d_loss, weights=d_weights, clip_grad=cfg.optim.clip_grad),
+            *q_phases, g_phase]
 
 
 def linear_decay(optimizers: dict[str, torch.optim.Optimizer], steps: int,
@@ -197,6 +241,11 @@ def build(cfg: EnhanceConfig, runtime: Runtime, pairs: list[Pair]) -> Setup:
         d = d.to(device)
         nets["d"] = d
         optimizers["d"] = torch.optim.Adam(d.parameters(), lr=cfg.optim.lr_d, betas=betas)
+    q = build_metric_discriminator(cfg.model)
+    if q is not None:
+        q = q.to(device)
+        nets["q"] = q
+        optimizers["q"] = torch.optim.Adam(q.parameters(), lr=cfg.optim.lr_d, betas=betas)
     for net in nets.values():
         broadcast_module(net)  # under torchrun every rank starts from rank 0's initialisation
     state = TrainState(nets=nets, optimizers=optimizers, ema=EMA(g, cfg.train.ema_decay),
@@ -205,7 +254,7 @@ def build(cfg: EnhanceConfig, runtime: Runtime, pairs: list[Pair]) -> Setup:
     data = CropSource(pairs, segment, cfg.data.batch_size, seed=cfg.seed * 1000 + runtime.rank,
                       device=device, remix=cfg.data.remix,
                       remix_snr=(cfg.data.remix_snr[0], cfg.data.remix_snr[1]))
-    return Setup(state, build_phases(cfg, g, d, feat), data, feat)
+    return Setup(state, build_phases(cfg, g, d, feat, q), data, feat)
 
 
 # ----------------------------------------------------------------------------- probes
