@@ -207,14 +207,15 @@ def train(
     """Run phases until ``state.step == steps``; log, checkpoint and call hooks on cadence.
 
     ``ema_source`` names the net whose EMA ``state.ema`` tracks, updated after phase
-    ``ema_after``. Logged values are means over ranks; only rank 0 writes anything.
+    ``ema_after``. Logged values are means over ranks; only rank 0 writes anything. A phase
+    that runs every k > 1 steps is logged with the values of its latest update.
     """
     if state.scaler is None and runtime.amp_dtype == torch.float16:
         state.scaler = torch.amp.GradScaler(runtime.device.type)
     bar = tracker.progress(steps, initial=state.step)
+    logs: dict[str, Tensor] = {}  # kept across steps: see the docstring
     try:
         while state.step < steps:
-            logs: dict[str, Tensor] = {}
             for phase in phases:
                 if state.step % phase.every:
                     continue

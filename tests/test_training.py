@@ -190,6 +190,26 @@ def test_nan_loss_stops_with_clear_message_and_last_checkpoint_loads(tmp_path):
     assert torch.isfinite(payload["nets"]["g"]["weight"]).all()
 
 
+def test_a_phase_run_every_k_steps_is_logged_with_its_latest_update():
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32"), seed=0)
+    net, q = nn.Linear(3, 1), nn.Linear(3, 1)
+    state = TrainState(nets={"g": net, "q": q},
+                       optimizers={"g": torch.optim.SGD(net.parameters(), 0.1),
+                                   "q": torch.optim.SGD(q.parameters(), 0.1)})
+
+    def q_loss(st, batch):  # the step it ran at, as its loss value
+        return {"q/step": q(batch).mean() * 0 + st.step}
+
+    sink = _Sink()
+    train(state, [Phase("q", "q", q_loss, every=4),
+                  Phase("g", "g", lambda st, b: {"g/fit": net(b).pow(2).mean()})],
+          _Counter(), steps=10, runtime=runtime, tracker=sink, log_every=5)
+    # Logged at steps 5 and 10 (after steps 4 and 9 ran); Q ran at steps 0, 4 and 8.
+    assert [(step, values["train/q/step"]) for step, values in sink.logged] == [(5, 4.0),
+                                                                                (10, 8.0)]
+    assert all("train/g/fit" in values for _, values in sink.logged)
+
+
 def test_checkpoints_rotate_and_are_written_atomically(tmp_path):
     runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32"), seed=0)
     net = nn.Linear(3, 1)
