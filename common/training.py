@@ -213,13 +213,16 @@ def train(
     if state.scaler is None and runtime.amp_dtype == torch.float16:
         state.scaler = torch.amp.GradScaler(runtime.device.type)
     bar = tracker.progress(steps, initial=state.step)
-    logs: dict[str, Tensor] = {}  # kept across steps: see the docstring
+    # Per phase, the values of its latest update (kept across steps, see the docstring; a
+    # phase's entry is replaced whole, so a term it no longer returns is not logged again).
+    phase_logs: dict[int, dict[str, Tensor]] = {}
     try:
         while state.step < steps:
-            for phase in phases:
+            for index, phase in enumerate(phases):
                 if state.step % phase.every:
                     continue
                 optimizer = state.optimizers[phase.optimizer]
+                logs = phase_logs[index] = {}
                 for _ in range(phase.repeats):
                     batch = data.next()
                     with runtime.autocast():
@@ -254,7 +257,8 @@ def train(
             last = state.step == steps
             shown = None
             if state.step % log_every == 0 or last:
-                values = {k: float(all_reduce_mean(v.float())) for k, v in logs.items()}
+                values = {k: float(all_reduce_mean(v.float()))
+                          for logs in phase_logs.values() for k, v in logs.items()}
                 for name, opt in state.optimizers.items():
                     values[f"train/lr/{name}"] = opt.param_groups[0]["lr"]
                 tracker.log(values, step=state.step)

@@ -197,8 +197,9 @@ def test_a_phase_run_every_k_steps_is_logged_with_its_latest_update():
                        optimizers={"g": torch.optim.SGD(net.parameters(), 0.1),
                                    "q": torch.optim.SGD(q.parameters(), 0.1)})
 
-    def q_loss(st, batch):  # the step it ran at, as its loss value
-        return {"q/step": q(batch).mean() * 0 + st.step}
+    def q_loss(st, batch):  # the step it ran at, as its loss value; a term it drops later
+        early = {"q/early": q(batch).mean()} if st.step < 5 else {}
+        return {"q/step": q(batch).mean() * 0 + st.step, **early}
 
     sink = _Sink()
     train(state, [Phase("q", "q", q_loss, every=4),
@@ -208,6 +209,7 @@ def test_a_phase_run_every_k_steps_is_logged_with_its_latest_update():
     assert [(step, values["train/q/step"]) for step, values in sink.logged] == [(5, 4.0),
                                                                                 (10, 8.0)]
     assert all("train/g/fit" in values for _, values in sink.logged)
+    assert ["train/q/early" in values for _, values in sink.logged] == [True, False]
 
 
 def test_checkpoints_rotate_and_are_written_atomically(tmp_path):
