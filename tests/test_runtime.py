@@ -33,7 +33,7 @@ def test_precision_policy():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) is None
     assert resolve_precision("fp16", cpu) is torch.float16
-    native = runtime_mod._cpu_has_bf16()
+    native = runtime_mod.cpu_has_native_bf16()
     assert resolve_precision("auto", cpu) is (torch.bfloat16 if native else None)
     with pytest.raises(ValueError, match="runtime.precision"):
         resolve_precision("fp8", cpu)
@@ -42,7 +42,7 @@ def test_precision_policy():
 def test_forced_bf16_is_honoured_and_warns_only_where_it_is_emulated(monkeypatch):
     cpu = torch.device("cpu")
     for native in (True, False):
-        monkeypatch.setattr(runtime_mod, "_cpu_has_bf16", lambda native=native: native)
+        monkeypatch.setattr(runtime_mod, "cpu_has_native_bf16", lambda native=native: native)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             assert resolve_precision("bf16", cpu) is torch.bfloat16
