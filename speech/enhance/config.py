@@ -119,7 +119,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     probes: int = 2  # fixed test clips logged as audio + spectrograms (STYLE.md item 8)
     # model.metric_d=pesq: update Q every this many steps. Q's targets cost two WB PESQ
-    # calls per crop (~45 ms each for a 2-s crop on this CPU), as much as a G+D step.
+    # calls per crop (~50 ms each for a 2-s crop on one core), as much as a G+D step.
     q_every: int = 1
 
 

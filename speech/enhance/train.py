@@ -65,8 +65,7 @@ from speech.enhance.models import (
 )
 
 __all__ = ["Setup", "build", "build_discriminator", "build_metric_discriminator", "build_phases",
-           "check_config",
-           "linear_decay", "main"]
+           "check_config", "linear_decay", "main"]
 
 G_TERMS = ("g/l1", "g/adv", "g/match", "g/fm", "g/metric")
 D_TERMS = ("d/real", "d/fake", "d/wrong", "d/match", "d/mismatch", "d/match_fake", "d/gp")
