@@ -62,9 +62,10 @@ def pairs(tmp_path_factory) -> list[Pair]:
 # --------------------------------------------------------------------------- shapes
 
 
+@pytest.mark.parametrize("stem", [0, 4])
 @pytest.mark.parametrize("frames", [1, 7, 64, 129])
-def test_generator_mask_is_bounded_and_keeps_the_shape(frames):
-    g = MaskUNet(channel_table(4, 8, 3), mask_max=2.0, norm="bn").eval()
+def test_generator_mask_is_bounded_and_keeps_the_shape(frames, stem):
+    g = MaskUNet(channel_table(4, 8, 3), mask_max=2.0, norm="bn", stem=stem).eval()
     z = torch.randn(2, 1, 257, frames)
     log_mask = g(z)
     assert log_mask.shape == z.shape
@@ -72,6 +73,15 @@ def test_generator_mask_is_bounded_and_keeps_the_shape(frames):
     assert log_mask.max().item() <= math.log(2.0) + 1e-6
     # the Nyquist bin copies its neighbour's mask
     torch.testing.assert_close(log_mask[:, :, -1], log_mask[:, :, -2])
+
+
+def test_generator_stem_feeds_the_encoder_and_the_mask_layer():
+    g = MaskUNet(channel_table(4, 8, 3), stem=6)
+    assert g.down[0][0].in_channels == 6 and g.out.in_channels == 4 + 6 + 1
+    g(torch.randn(2, 1, 257, 16)).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.stem.parameters())
+    with pytest.raises(ValueError, match="stem"):
+        MaskUNet(channel_table(4, 8, 3), stem=-1)
 
 
 def test_channel_table():
@@ -176,6 +186,8 @@ def test_config_refusals():
         check_config(load_config(EnhanceConfig, None, ["data.remix_snr=[10.0, 0.0]"]))
     with pytest.raises(ConfigError, match="data.remix"):
         check_config(load_config(EnhanceConfig, None, ["data.remix=1.5"]))
+    with pytest.raises(ConfigError, match="data.eq"):
+        check_config(load_config(EnhanceConfig, None, ["data.eq=-0.1"]))
     with pytest.raises(ConfigError, match="optim.decay_from"):
         check_config(load_config(EnhanceConfig, None, ["optim.decay_from=1.0"]))
 
@@ -223,6 +235,29 @@ def test_dynamic_mixing_adds_another_pairs_noise_at_the_drawn_snr(pairs):
     snr0 = 10 * torch.log10(plain.clean.double().pow(2).mean(1)
                             / (plain.noisy - plain.clean).double().pow(2).mean(1))
     assert (snr0 - 7.0).abs().min() > 0.5
+
+
+def test_spectral_augmentation_recolours_speech_and_noise_at_the_same_powers(pairs):
+    one = pairs[:1]  # a 1-s file read whole: every batch holds the same crop
+    plain = CropSource(one, 16000, 8, seed=1).next()
+    src = CropSource(one, 16000, 8, seed=1, eq=1.0)
+    state = src.state_dict()
+    eq = src.next()
+
+    def power(x: torch.Tensor) -> torch.Tensor:
+        return x.double().pow(2).mean(1)
+
+    for part in (lambda b: b.clean, lambda b: b.noisy - b.clean):
+        torch.testing.assert_close(power(part(eq)), power(part(plain)), rtol=1e-4, atol=0)
+        # every example gets its own filter: the spectra differ from the file's and each other's
+        spectra = torch.fft.rfft(part(eq).double()).abs()
+        ref = torch.fft.rfft(part(plain).double()).abs()
+        assert ((spectra - ref).abs().mean(1) > 0.01 * ref.mean(1)).all()
+        assert (spectra[1:] - spectra[:1]).abs().mean() > 0.05 * ref.mean()
+    src.load_state_dict(state)
+    torch.testing.assert_close(eq.noisy, src.next().noisy, rtol=0, atol=0)  # resumable
+    with pytest.raises(ValueError, match="eq"):
+        CropSource(one, 16000, 8, seed=1, eq=2.0)
 
 
 # --------------------------------------------------------------------------- baselines

@@ -44,6 +44,9 @@ class DataConfig:
     # on the fly with another pair's noise at an SNR uniform in remix_snr (dB).
     remix: float = 0.0
     remix_snr: list[float] = field(default_factory=lambda: [-5.0, 20.0])
+    # Spectral augmentation (speech/enhance/data.py): the fraction of training examples whose
+    # speech and noise each pass through a random second-order filter (RNNoise, Valin 2018 §4).
+    eq: float = 0.0
 
 
 @dataclass
@@ -69,6 +72,7 @@ class ModelConfig:
     g_max: int = 128
     g_depth: int = 4
     g_norm: Literal["none", "bn", "in"] = "bn"
+    g_stem: int = 0  # > 0: two 3x3 convs of this width at full resolution (MaskUNet)
     mask_max: float = 1.0  # M ∈ (0, mask_max]: 1 = attenuate only (a bounded ratio mask)
     d_base: int = 16
     d_max: int = 128

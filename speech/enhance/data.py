@@ -14,6 +14,14 @@ model then sees every speaker with every noise at a continuum of SNRs instead of
 fixed pairs — the "dynamic mixing" of speech separation (Zeghidour & Grangier 2021,
 Wavesplit §4.3; Subakan et al. 2021, SepFormer §3.3), which they found to reduce
 over-fitting to the training mixtures.
+
+Spectral augmentation (``eq`` > 0): with probability ``eq`` the speech and the noise of a
+training example each pass through their own random second-order filter
+H(z) = (1 + r1 z⁻¹ + r2 z⁻²) / (1 + r3 z⁻¹ + r4 z⁻²), r_i ~ U(−3/8, 3/8) — RNNoise's
+augmentation (Valin 2018, "A hybrid DSP/deep learning approach to real-time full-band
+speech enhancement", §4), which makes the model robust to spectral tilts and microphone
+responses it never saw. The poles stay inside the unit circle for every draw (|r4| < 1
+and |r3| < 1 + r4). Each part keeps its crop power, so the SNR of the example is unchanged.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import torch
+from scipy.signal import lfilter
 from torch import Tensor
 
 from speech.data.voicebank_demand import VoiceBankDemand, resample_corpus
@@ -126,14 +135,17 @@ class CropSource:
 
     def __init__(self, pairs: list[Pair], segment: int, batch_size: int, seed: int,
                  device: torch.device | str = "cpu", remix: float = 0.0,
-                 remix_snr: tuple[float, float] = (-5.0, 20.0)) -> None:
+                 remix_snr: tuple[float, float] = (-5.0, 20.0), eq: float = 0.0) -> None:
         if not pairs:
             raise ValueError("CropSource needs at least one (clean, noisy) pair")
         if not 0.0 <= remix <= 1.0 or remix_snr[0] > remix_snr[1]:
             raise ValueError(f"remix must be in [0, 1] and remix_snr a (low, high) range, got "
                              f"{remix}, {remix_snr}")
+        if not 0.0 <= eq <= 1.0:
+            raise ValueError(f"eq is a probability in [0, 1], got {eq}")
         self.pairs, self.segment, self.batch_size = pairs, int(segment), int(batch_size)
         self.remix, self.remix_snr = float(remix), (float(remix_snr[0]), float(remix_snr[1]))
+        self.eq = float(eq)
         self.device = torch.device(device)
         self.frames = [sf.info(str(p.noisy)).frames for p in pairs]
         self.gen = torch.Generator().manual_seed(seed)
@@ -161,6 +173,13 @@ class CropSource:
             return clean + noise
         return clean + noise * np.float32(np.sqrt(p_clean / p_noise * 10 ** (-snr / 10)))
 
+    def _random_eq(self, x: np.ndarray) -> np.ndarray:
+        """x through a random second-order filter (Valin 2018 §4), at x's crop power."""
+        r = (torch.rand(4, generator=self.gen).numpy().astype(np.float64) - 0.5) * 0.75
+        y = lfilter([1.0, r[0], r[1]], [1.0, r[2], r[3]], x.astype(np.float64))
+        p_x, p_y = float(np.mean(x.astype(np.float64) ** 2)), float(np.mean(y**2))
+        return (y * np.sqrt(p_x / p_y) if p_y > 1e-20 else y).astype(np.float32)
+
     def next(self) -> Batch:
         idx = torch.randint(len(self.pairs), (self.batch_size,), generator=self.gen).tolist()
         clean, noisy = [], []
@@ -168,6 +187,9 @@ class CropSource:
             c, n = self._crop(i)
             if self.remix > 0 and float(torch.rand((), generator=self.gen)) < self.remix:
                 n = self._remixed(c)
+            if self.eq > 0 and float(torch.rand((), generator=self.gen)) < self.eq:
+                c, n = self._random_eq(c), self._random_eq(n - c)
+                n = c + n
             clean.append(c)
             noisy.append(n)
         return Batch(torch.from_numpy(np.stack(clean)).to(self.device),

@@ -47,7 +47,7 @@ class System(Protocol):
 
 def build_generator(cfg: ModelConfig) -> MaskUNet:
     return MaskUNet(channel_table(cfg.g_base, cfg.g_max, cfg.g_depth), mask_max=cfg.mask_max,
-                    norm=cfg.g_norm)
+                    norm=cfg.g_norm, stem=cfg.g_stem)
 
 
 def featurizer(cfg: FeatureConfig) -> Featurizer:

@@ -131,6 +131,12 @@ class MaskUNet(nn.Module):
     Any N works: frames are padded to a multiple of 2^depth and cropped back. The Nyquist
     bin (dropped by :func:`pad_tf`) takes the mask of its neighbour.
 
+    ``stem > 0`` adds two 3x3 convs of that width at full resolution before the first
+    stride-2 conv, whose output also reaches the final conv: the full-resolution level of
+    the original U-Net (Ronneberger et al. 2015, Fig. 1), which pix2pix's encoder skips.
+    Without it, the only full-resolution input to the mask is one linear 3x3 conv over the
+    noisy spectrogram, coarse next to harmonics 4–7 bins apart at n_fft 512.
+
     ln M is computed as ln(mask_max) − softplus(−o), which is exact and never −inf.
     """
 
@@ -140,15 +146,21 @@ class MaskUNet(nn.Module):
         *,
         mask_max: float = 1.0,
         norm: Literal["none", "bn", "in"] = "bn",
+        stem: int = 0,
     ) -> None:
         super().__init__()
         if mask_max <= 0:
             raise ValueError(f"mask_max must be > 0, got {mask_max}")
+        if stem < 0:
+            raise ValueError(f"stem width must be >= 0, got {stem}")
         self.channels = list(channels)
         self.depth = len(channels)
         self.log_mask_max = math.log(mask_max)
+        self.stem = (nn.Sequential(nn.Conv2d(1, stem, 3, padding=1), nn.LeakyReLU(0.2),
+                                   nn.Conv2d(stem, stem, 3, padding=1), nn.LeakyReLU(0.2))
+                     if stem else None)
         down: list[nn.Module] = []
-        prev = 1
+        prev = stem or 1
         for i, ch in enumerate(channels):
             conv = nn.Conv2d(prev, ch, 4, stride=2, padding=1, bias=(i == 0 or norm == "none"))
             down.append(nn.Sequential(conv, _norm(None if i == 0 else norm, ch), nn.LeakyReLU(0.2)))
@@ -160,7 +172,7 @@ class MaskUNet(nn.Module):
             out_ch = channels[i - 1] if i > 0 else channels[0]
             up.append(up_block(in_ch, out_ch, norm=None if norm == "none" else norm))
         self.up = nn.ModuleList(up)
-        self.out = nn.Conv2d(channels[0] + 1, 1, 3, padding=1)
+        self.out = nn.Conv2d(channels[0] + 1 + stem, 1, 3, padding=1)
 
     def forward(self, noisy_z: Tensor) -> Tensor:
         """noisy_z: Tensor[B, 1, F, N] → ln M: Tensor[B, 1, F, N]."""
@@ -169,7 +181,9 @@ class MaskUNet(nn.Module):
         n_bins, n_frames = noisy_z.shape[-2:]
         x = pad_tf(noisy_z, 2**self.depth)  # (B, 1, F', N')
         skips = []
-        h = x
+        if self.stem is not None:
+            x = torch.cat([self.stem(x), x], dim=1)  # the full-resolution level
+        h = x if self.stem is None else x[:, :-1]
         for block in self.down:
             h = block(h)
             skips.append(h)

@@ -87,6 +87,8 @@ def check_config(cfg: EnhanceConfig) -> None:
         raise ConfigError("loss.smoothing applies to loss.kind=bce only")
     if len(cfg.data.remix_snr) != 2 or cfg.data.remix_snr[0] > cfg.data.remix_snr[1]:
         raise ConfigError(f"data.remix_snr must be [low, high] dB, got {cfg.data.remix_snr}")
+    if not 0.0 <= cfg.data.eq <= 1.0:
+        raise ConfigError(f"data.eq is a probability in [0, 1], got {cfg.data.eq}")
     if not 0.0 <= cfg.data.remix <= 1.0:
         raise ConfigError(f"data.remix is a probability in [0, 1], got {cfg.data.remix}")
     if cfg.optim.decay_from is not None and not 0.0 <= cfg.optim.decay_from < 1.0:
@@ -252,7 +254,8 @@ def build(cfg: EnhanceConfig, runtime: Runtime, pairs: list[Pair]) -> Setup:
     segment = cfg.feature.hop * (cfg.data.frames - 1)  # exactly cfg.data.frames STFT frames
     data = CropSource(pairs, segment, cfg.data.batch_size, seed=cfg.seed * 1000 + runtime.rank,
                       device=device, remix=cfg.data.remix,
-                      remix_snr=(cfg.data.remix_snr[0], cfg.data.remix_snr[1]))
+                      remix_snr=(cfg.data.remix_snr[0], cfg.data.remix_snr[1]),
+                      eq=cfg.data.eq)
     return Setup(state, build_phases(cfg, g, d, feat, q), data, feat)
 
 
