@@ -135,7 +135,8 @@ class MaskUNet(nn.Module):
     stride-2 conv, whose output also reaches the final conv: the full-resolution level of
     the original U-Net (Ronneberger et al. 2015, Fig. 1), which pix2pix's encoder skips.
     Without it, the only full-resolution input to the mask is one linear 3x3 conv over the
-    noisy spectrogram, coarse next to harmonics 4–7 bins apart at n_fft 512.
+    noisy spectrogram, coarse next to harmonics 4–7 bins apart at n_fft 512. (Measured: not
+    a gain at the ``cpu-long`` budget; speech/enhance/README.md.)
 
     ln M is computed as ln(mask_max) − softplus(−o), which is exact and never −inf.
     """
@@ -181,9 +182,10 @@ class MaskUNet(nn.Module):
         n_bins, n_frames = noisy_z.shape[-2:]
         x = pad_tf(noisy_z, 2**self.depth)  # (B, 1, F', N')
         skips = []
-        if self.stem is not None:
-            x = torch.cat([self.stem(x), x], dim=1)  # the full-resolution level
-        h = x if self.stem is None else x[:, :-1]
+        h = x
+        if self.stem is not None:  # the full-resolution level feeds the encoder and the mask
+            h = self.stem(x)
+            x = torch.cat([h, x], dim=1)
         for block in self.down:
             h = block(h)
             skips.append(h)
