@@ -176,8 +176,9 @@ class CropSource:
     def _random_eq(self, x: np.ndarray) -> np.ndarray:
         """x through a random second-order filter (Valin 2018 §4), at x's crop power."""
         r = (torch.rand(4, generator=self.gen).numpy().astype(np.float64) - 0.5) * 0.75
-        y = lfilter([1.0, r[0], r[1]], [1.0, r[2], r[3]], x.astype(np.float64))
-        p_x, p_y = float(np.mean(x.astype(np.float64) ** 2)), float(np.mean(y**2))
+        x = x.astype(np.float64)
+        y = lfilter([1.0, r[0], r[1]], [1.0, r[2], r[3]], x)
+        p_x, p_y = float(np.mean(x**2)), float(np.mean(y**2))
         return (y * np.sqrt(p_x / p_y) if p_y > 1e-20 else y).astype(np.float32)
 
     def next(self) -> Batch:
@@ -188,8 +189,9 @@ class CropSource:
             if self.remix > 0 and float(torch.rand((), generator=self.gen)) < self.remix:
                 n = self._remixed(c)
             if self.eq > 0 and float(torch.rand((), generator=self.gen)) < self.eq:
-                c, n = self._random_eq(c), self._random_eq(n - c)
-                n = c + n
+                noise = n - c
+                c = self._random_eq(c)  # speech first, then noise: the draw order is the data
+                n = c + self._random_eq(noise)
             clean.append(c)
             noisy.append(n)
         return Batch(torch.from_numpy(np.stack(clean)).to(self.device),
