@@ -13,6 +13,9 @@ WHAT:
                (what speech.enhance's G estimates; its ceiling on this test set)
   vc-baseline  source vs target (default kal → slt) on the parallel test set: MCD-DTW,
                log-F0 RMSE/corr, V/UV error, speaker similarity to target and to source
+  vc-oracle    the same pair through parallel-trained frame-wise regressors (speech.vc.oracle):
+               the MCD and log-F0 correlation a converter that keeps the source's timing
+               could reach, held out over sentences and memorised
   world-rtf    WORLD analysis real-time factor, Harvest vs DIO+StoneMask, one thread
   bad-input    what speech.audio.read_audio and the speech.metrics CLI do with bad files
                (zero-length, text named .wav, 8-bit 8 kHz stereo, 48 kHz, NaN samples,
@@ -290,6 +293,24 @@ def measure_vc_baseline(preset: str, workers: int, source: str, target: str) -> 
     }
 
 
+def _vc_frames(path: str):
+    from speech.metrics import vc_frames
+
+    return vc_frames(_read(path), SR)
+
+
+def measure_vc_oracle(preset: str, workers: int, source: str, target: str) -> dict[str, Any]:
+    from speech.vc.oracle import parallel_oracle
+
+    pairs = _corpus(preset, workers).parallel_pairs(source, target)
+    frames = _pool_map(_vc_frames, [str(p) for pair in pairs for p in pair], workers,
+                       f"features {source}, {target}")
+    result = parallel_oracle(frames[0::2], frames[1::2])
+    return {"preset": preset, "source": source, "target": target, **result,
+            "protocol": "mcd_dtw_sptk24 on the regressors' cepstra (feature domain, no "
+                        "vocoder); Harvest 71-800 Hz; trained on the parallel test sentences"}
+
+
 # --------------------------------------------------------------------------- WORLD RTF
 
 
@@ -452,13 +473,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m speech.measure", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["corpus", "ceilings", "baseline", "mask-oracle",
-                                         "vc-baseline", "world-rtf", "bad-input", "all"])
+                                         "vc-baseline", "vc-oracle", "world-rtf", "bad-input",
+                                         "all"])
     parser.add_argument("--preset", default="default", help="SynthVoices preset (default)")
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     parser.add_argument("--per-speaker", type=int, default=None,
                         help="ceilings: parallel test utterances per speaker (default all)")
-    parser.add_argument("--source", default="kal", help="vc-baseline source speaker")
-    parser.add_argument("--target", default="slt", help="vc-baseline target speaker")
+    parser.add_argument("--source", default="kal", help="vc-baseline/-oracle source speaker")
+    parser.add_argument("--target", default="slt", help="vc-baseline/-oracle target speaker")
     parser.add_argument("--out", type=Path, default=Path("reports/speech"))
     args = parser.parse_args(argv)
     _one_thread()
@@ -469,6 +491,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mask-oracle": lambda: measure_mask_oracle(args.preset, args.workers),
         "vc-baseline": lambda: measure_vc_baseline(args.preset, args.workers, args.source,
                                                    args.target),
+        "vc-oracle": lambda: measure_vc_oracle(args.preset, args.workers, args.source,
+                                               args.target),
         "world-rtf": lambda: measure_world_rtf(args.preset),
         "bad-input": measure_bad_input,
     }
