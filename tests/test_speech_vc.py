@@ -317,12 +317,14 @@ def _oracle_corpus(n: int = 8, frames: int = 150, seed: int = 0):
     for _ in range(n):
         walk = np.cumsum(rng.normal(size=(frames, 25)), axis=0) / 6.0
         cep = walk - walk.mean(0)
-        lf = 5.0 + 0.15 * np.sin(np.linspace(0, rng.uniform(3, 9), frames)) + 0.02 * rng.normal(size=frames)
+        lf = (5.0 + 0.15 * np.sin(np.linspace(0, rng.uniform(3, 9), frames))
+              + 0.02 * rng.normal(size=frames))
         f0 = np.where(rng.uniform(size=frames) < 0.8, np.exp(lf), 0.0)
         warp = np.sort(rng.integers(0, frames, size=frames))  # target repeats / skips frames
         tcep = cep.copy()
         tcep[:, 1:] = 2.0 * np.tanh(cep[:, 1:] @ mix) + 3.0  # + an offset the affine map finds
-        tf0 = np.where(f0 > 0, np.exp(5.6 + 1.5 * (lf - 5.0) + 0.1 * np.cos(np.arange(frames) / 9)), 0.0)
+        tlf = 5.6 + 1.5 * (lf - 5.0) + 0.1 * np.cos(np.arange(frames) / 9)
+        tf0 = np.where(f0 > 0, np.exp(tlf), 0.0)
         source.append(VCFrames(mcep=cep, f0=f0, order=24, protocol="synthetic"))
         target.append(VCFrames(mcep=tcep[warp], f0=tf0[warp], order=24, protocol="synthetic"))
     return source, target
