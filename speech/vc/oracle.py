@@ -125,13 +125,20 @@ def _with(frames: VCFrames, cep: np.ndarray | None = None, f0: np.ndarray | None
 def parallel_oracle(source: Sequence[VCFrames], target: Sequence[VCFrames],
                     settings: OracleSettings = OracleSettings()) -> dict[str, Any]:
     """Score the oracles on parallel utterances ``source[k]``, ``target[k]`` (same sentence)."""
-    n, s = len(source), settings
-    if n != len(target):
-        raise ValueError(f"{n} source utterances but {len(target)} target utterances")
-    if n < 2 * s.folds:
-        raise ValueError(f"{n} sentences are too few for {s.folds}-fold held-out scoring")
+    if len(source) != len(target):
+        raise ValueError(f"{len(source)} source utterances but {len(target)} target utterances")
+    if len(source) < 2 * settings.folds:
+        raise ValueError(f"{len(source)} sentences are too few for {settings.folds}-fold "
+                         "held-out scoring")
+    with torch.random.fork_rng(devices=[]):  # dropout draws; the caller's RNG is left alone
+        torch.manual_seed(settings.seed)
+        return _score(source, target, settings)
+
+
+def _score(source: Sequence[VCFrames], target: Sequence[VCFrames], s: OracleSettings
+           ) -> dict[str, Any]:
+    n = len(source)
     gen = torch.Generator().manual_seed(s.seed)
-    torch.manual_seed(s.seed)  # dropout
     ns, nt = _Norm([f.mcep[:, 1:] for f in source]), _Norm([f.mcep[:, 1:] for f in target])
     ctx = [_context(ns(f.mcep[:, 1:]), s.width) for f in source]
     affine = [nt.inverse(ns(f.mcep[:, 1:])) for f in source]
