@@ -293,7 +293,7 @@ def measure_vc_baseline(preset: str, workers: int, source: str, target: str) -> 
     }
 
 
-def _vc_frames(path: str):
+def _vc_frames(path: str) -> Any:  # speech.metrics.VCFrames
     from speech.metrics import vc_frames
 
     return vc_frames(_read(path), SR)
