@@ -409,25 +409,36 @@ def vc_frames(wav: np.ndarray, sr: int = 16000, *, order: int = 24, f0_method: s
 _MCD_K = 10.0 / math.log(10.0) * math.sqrt(2.0)
 
 
-@register_metric("mcd_dtw_sptk24")
-def mcd_dtw(ref: VCFrames, deg: VCFrames) -> dict[str, float]:
-    """MCD with DTW, log-F0 RMSE/correlation on the DTW path, V/UV disagreement."""
+def dtw_path(ref: np.ndarray, deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices ``(i, j)`` of the DTW path between ``ref [N, D]`` and ``deg [M, D]``
+    (Euclidean frame distance), in time order."""
     import librosa
     from scipy.spatial.distance import cdist
 
+    _, path = librosa.sequence.dtw(C=cdist(ref, deg), backtrack=True)
+    path = path[::-1]
+    return path[:, 0], path[:, 1]
+
+
+@register_metric("mcd_dtw_sptk24")
+def mcd_dtw(ref: VCFrames, deg: VCFrames) -> dict[str, float]:
+    """MCD with DTW, log-F0 RMSE/correlation on the DTW path, V/UV disagreement."""
     if ref.protocol != deg.protocol:
         raise ValueError(f"features were extracted differently: {ref.protocol} vs {deg.protocol}")
     a, b = ref.mcep[:, 1:], deg.mcep[:, 1:]  # c0 (energy) excluded
-    cost = cdist(a, b)  # Euclidean on c1..cD
-    _, path = librosa.sequence.dtw(C=cost, backtrack=True)
-    path = path[::-1]
-    i, j = path[:, 0], path[:, 1]
+    i, j = dtw_path(a, b)
     mcd = float(np.mean(_MCD_K * np.sqrt(np.sum((a[i] - b[j]) ** 2, axis=1))))
-    f_ref, f_deg = ref.f0[i], deg.f0[j]
+    f0 = logf0_scores(ref.f0[i], deg.f0[j])
+    return {"mcd": mcd, "vuv_error": f0["vuv_error"], "path_length": float(len(i)), **f0}
+
+
+def logf0_scores(f_ref: np.ndarray, f_deg: np.ndarray) -> dict[str, float]:
+    """V/UV disagreement and log-F0 RMSE / correlation / GPE of two aligned F0 tracks (Hz,
+    0 = unvoiced), over the frames voiced in both."""
     v_ref, v_deg = f_ref > 0, f_deg > 0
     both = v_ref & v_deg
-    out: dict[str, float] = {"mcd": mcd, "vuv_error": float(np.mean(v_ref != v_deg)),
-                             "path_length": float(len(path)), "voiced_pairs": float(both.sum())}
+    out: dict[str, float] = {"vuv_error": float(np.mean(v_ref != v_deg)),
+                             "voiced_pairs": float(both.sum())}
     if both.sum() >= 2:
         lr, ld = np.log(f_ref[both]), np.log(f_deg[both])
         rmse_ln = float(np.sqrt(np.mean((lr - ld) ** 2)))

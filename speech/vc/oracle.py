@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from speech.features import convert_f0, logf0_stats
-from speech.metrics import VCFrames, mcd_dtw
+from speech.features import convert_f0, logf0_stats, norm_stats
+from speech.metrics import VCFrames, dtw_path, logf0_scores, mcd_dtw
 
 
 @dataclass(frozen=True)
@@ -57,15 +57,6 @@ def _context(x: np.ndarray, width: int, stride: int = 1) -> np.ndarray:
     """Stack frames t − width .. t + width (every ``stride``-th; edges repeated) per row."""
     p = np.pad(x, ((width, width), (0, 0)), mode="edge")
     return np.concatenate([p[i:i + len(x)] for i in range(0, 2 * width + 1, stride)], axis=1)
-
-
-def _dtw_path(ref: np.ndarray, hyp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import librosa
-    from scipy.spatial.distance import cdist
-
-    _, path = librosa.sequence.dtw(C=cdist(ref, hyp), backtrack=True)
-    path = path[::-1]
-    return path[:, 0], path[:, 1]
 
 
 def _interp_logf0(f0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,28 +89,11 @@ def _predict(net: nn.Module, x: np.ndarray) -> np.ndarray:
         return net(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(np.float64)
 
 
-class _Norm:
-    """Per-dimension standardisation with statistics pooled over a list of matrices."""
-
-    def __init__(self, mats: Sequence[np.ndarray]):
-        cat = np.concatenate(mats)
-        self.mean, self.std = cat.mean(0), np.maximum(cat.std(0), 1e-8)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.mean) / self.std
-
-    def inverse(self, z: np.ndarray) -> np.ndarray:
-        return z * self.std + self.mean
-
-
-def _with(frames: VCFrames, cep: np.ndarray | None = None, f0: np.ndarray | None = None
-          ) -> VCFrames:
-    """``frames`` with c1.. replaced by ``cep`` and/or F0 by ``f0`` (c0 kept: MCD skips it)."""
-    mcep = frames.mcep
-    if cep is not None:
-        mcep = mcep.copy()
-        mcep[:, 1:] = cep
-    return replace(frames, mcep=mcep, f0=frames.f0 if f0 is None else f0)
+def _with_cepstra(frames: VCFrames, cep: np.ndarray) -> VCFrames:
+    """``frames`` with c1.. replaced by ``cep`` (c0 kept: MCD skips it)."""
+    mcep = frames.mcep.copy()
+    mcep[:, 1:] = cep
+    return replace(frames, mcep=mcep)
 
 
 def parallel_oracle(source: Sequence[VCFrames], target: Sequence[VCFrames],
@@ -135,44 +109,52 @@ def parallel_oracle(source: Sequence[VCFrames], target: Sequence[VCFrames],
         return _score(source, target, settings)
 
 
+def _folds(n: int, folds: int):
+    """``(train, test)`` sentence indices of each fold (test: every ``folds``-th sentence)."""
+    for fold in range(folds):
+        test = list(range(fold, n, folds))
+        yield [k for k in range(n) if k not in test], test
+
+
 def _score(source: Sequence[VCFrames], target: Sequence[VCFrames], s: OracleSettings
            ) -> dict[str, Any]:
     n = len(source)
     gen = torch.Generator().manual_seed(s.seed)
-    ns, nt = _Norm([f.mcep[:, 1:] for f in source]), _Norm([f.mcep[:, 1:] for f in target])
-    ctx = [_context(ns(f.mcep[:, 1:]), s.width) for f in source]
-    affine = [nt.inverse(ns(f.mcep[:, 1:])) for f in source]
+    ns = norm_stats(f.mcep[:, 1:] for f in source)
+    nt = norm_stats(f.mcep[:, 1:] for f in target)
+    ctx = [_context(ns.normalize(f.mcep[:, 1:]), s.width) for f in source]
+    affine = [nt.denormalize(ns.normalize(f.mcep[:, 1:])) for f in source]
 
     def fit_cepstra(train: list[int]) -> tuple[nn.Module, dict[int, tuple]]:
         pred = {k: affine[k] for k in train}
         for _ in range(s.rounds):
-            paths = {k: _dtw_path(target[k].mcep[:, 1:], pred[k]) for k in train}
+            paths = {k: dtw_path(target[k].mcep[:, 1:], pred[k]) for k in train}
             x = np.concatenate([ctx[k][paths[k][1]] for k in train])
-            y = np.concatenate([nt(target[k].mcep[paths[k][0], 1:]) for k in train])
+            y = np.concatenate([nt.normalize(target[k].mcep[paths[k][0], 1:]) for k in train])
             net = _train(x, y, s.hidden, s.steps, s.batch, gen)
-            pred = {k: nt.inverse(_predict(net, ctx[k])) for k in train}
+            pred = {k: nt.denormalize(_predict(net, ctx[k])) for k in train}
         return net, paths
 
     def mcd(k: int, cep: np.ndarray) -> float:
-        return mcd_dtw(target[k], _with(source[k], cep=cep))["mcd"]
+        return mcd_dtw(target[k], _with_cepstra(source[k], cep))["mcd"]
 
     everything = list(range(n))
     net_all, paths = fit_cepstra(everything)  # the best alignments, reused by the F0 oracle
-    fit = [mcd(k, nt.inverse(_predict(net_all, ctx[k]))) for k in everything]
+    fit = [mcd(k, nt.denormalize(_predict(net_all, ctx[k]))) for k in everything]
     held_cep: dict[int, np.ndarray] = {}
-    for fold in range(s.folds):
-        test = everything[fold::s.folds]
-        net, _ = fit_cepstra([k for k in everything if k not in test])
-        held_cep.update({k: nt.inverse(_predict(net, ctx[k])) for k in test})
+    for train, test in _folds(n, s.folds):
+        net, _ = fit_cepstra(train)
+        held_cep.update({k: nt.denormalize(_predict(net, ctx[k])) for k in test})
     held = [mcd(k, held_cep[k]) for k in everything]
 
     # ---- log-F0
     lf_src = [_interp_logf0(f.f0) for f in source]
     lf_tgt = [_interp_logf0(f.f0) for f in target]
-    zs = _Norm([lf[voiced] for lf, voiced in lf_src])
-    zt = _Norm([lf[voiced] for lf, voiced in lf_tgt])
-    feats = [_context(np.concatenate([ns(f.mcep[:, 1:]), zs(lf[:, None]), v[:, None]], axis=1),
-                      s.f0_width, s.f0_stride) for f, (lf, v) in zip(source, lf_src, strict=True)]
+    zs = norm_stats(lf[voiced, None] for lf, voiced in lf_src)
+    zt = norm_stats(lf[voiced, None] for lf, voiced in lf_tgt)
+    feats = [_context(np.concatenate([ns.normalize(f.mcep[:, 1:]), zs.normalize(lf[:, None]),
+                                      v[:, None]], axis=1), s.f0_width, s.f0_stride)
+             for f, (lf, v) in zip(source, lf_src, strict=True)]
 
     def fit_f0(train: list[int]) -> nn.Module:
         x, y = [], []
@@ -180,24 +162,27 @@ def _score(source: Sequence[VCFrames], target: Sequence[VCFrames], s: OracleSett
             i, j = paths[k]
             keep = lf_tgt[k][1][i]  # frames the target voices
             x.append(feats[k][j][keep])
-            y.append(zt(lf_tgt[k][0][i][keep, None]))
+            y.append(zt.normalize(lf_tgt[k][0][i][keep, None]))
         return _train(np.concatenate(x), np.concatenate(y), s.hidden // 2, s.f0_steps,
                       s.batch, gen, dropout=0.2, weight_decay=1e-2)
 
     def f0_of(net: nn.Module, k: int) -> np.ndarray:
-        lf = zt.inverse(_predict(net, feats[k]))[:, 0]
+        lf = zt.denormalize(_predict(net, feats[k]))[:, 0]
         return np.where(source[k].f0 > 0, np.exp(lf), 0.0)
 
+    # Every F0 variant of a sentence is scored on one alignment: the held-out cepstra's.
+    scored = {k: dtw_path(target[k].mcep[:, 1:], held_cep[k]) for k in everything}
+
     def corr(k: int, f0: np.ndarray) -> float:
-        return mcd_dtw(target[k], _with(source[k], cep=held_cep[k], f0=f0))["logf0_corr"]
+        i, j = scored[k]
+        return logf0_scores(target[k].f0[i], f0[j])["logf0_corr"]
 
     stats_src = logf0_stats(f.f0 for f in source)
     stats_tgt = logf0_stats(f.f0 for f in target)
     f0_net_all = fit_f0(everything)
     f0_held: dict[int, np.ndarray] = {}
-    for fold in range(s.folds):
-        test = everything[fold::s.folds]
-        net = fit_f0([k for k in everything if k not in test])
+    for train, test in _folds(n, s.folds):
+        net = fit_f0(train)
         f0_held.update({k: f0_of(net, k) for k in test})
 
     def mean(values: list[float]) -> float:
@@ -206,7 +191,7 @@ def _score(source: Sequence[VCFrames], target: Sequence[VCFrames], s: OracleSett
     return {
         "sentences": n,
         "mcd": {
-            "source": mean([mcd(k, source[k].mcep[:, 1:]) for k in everything]),
+            "source": mean([mcd_dtw(target[k], source[k])["mcd"] for k in everything]),
             "global_affine": mean([mcd(k, affine[k]) for k in everything]),
             "regressor_held_out": mean(held),
             "regressor_fit": mean(fit),
