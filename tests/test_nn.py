@@ -8,10 +8,12 @@ from torch.testing import assert_close
 from common.nn import (
     EMA,
     ConditioningAugmentation,
+    ContrastiveCritic,
     GatedConv1d,
     GatedConv2d,
     ResBlock,
     Standardize,
+    contrastive_loss,
     down_block,
     fit_standardizers,
     kl_divergence,
@@ -256,3 +258,38 @@ def test_ema_update_rejects_a_different_module():
 def test_ema_rejects_bad_decay():
     with pytest.raises(ValueError, match="decay"):
         EMA(_net(), decay=1.5)
+
+
+# --------------------------------------------------------------------------- contrastive
+
+
+def test_contrastive_loss_is_log_batch_for_uninformative_logits_and_skips_duplicates():
+    logits = torch.zeros(6, 6)
+    assert_close(contrastive_loss(logits), torch.tensor(6.0).log())
+    cond = torch.randn(6, 4)
+    cond[1] = cond[0]  # the same caption twice: not each other's negative
+    loss = contrastive_loss(logits, cond)
+    expected = (2 * torch.tensor(5.0).log() + 4 * torch.tensor(6.0).log()) / 6
+    assert_close(loss, expected)
+    with pytest.raises(ValueError, match="B, B"):
+        contrastive_loss(torch.zeros(3, 4))
+
+
+def test_contrastive_critic_learns_which_condition_belongs_to_which_image():
+    torch.manual_seed(0)
+    mix = torch.randn(8, 16)
+    critic = ContrastiveCritic(16, 8, dim=16, tau=0.1)
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    for _ in range(150):
+        cond = torch.randn(32, 8)
+        feats = (cond @ mix).view(32, 16, 1, 1).expand(32, 16, 2, 2)  # features carry the cond
+        loss = contrastive_loss(critic(feats, cond), cond)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    cond = torch.randn(32, 8)
+    logits = critic(cond @ mix, cond)
+    assert contrastive_loss(logits).item() < 0.2 * torch.tensor(32.0).log().item()
+    assert (logits.argmax(dim=1) == torch.arange(32)).float().mean().item() > 0.9
+    with pytest.raises(ValueError, match="tau"):
+        ContrastiveCritic(4, 4, tau=0.0)

@@ -384,3 +384,23 @@ def test_speed_bench_times_the_reference_and_ours_on_identical_networks() -> Non
         assert a.keys() == b.keys()
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_contrastive_terms_train_d_on_real_and_g_on_fakes(tmp_path) -> None:
+    cfg = load_config(t2i.StackGANConfig, TINY, ["model.d_head=projection",
+                                                  "loss.contrastive=0.5"])
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
+    stage = t2i.build_stage(1, cfg, _corpus(), runtime, tmp_path, "hash")
+    g, d = stage.state.nets["g"], stage.state.nets["d"]
+    d_phase, g_phase = stage.phases
+    assert d_phase.weights["d/contrast"] == g_phase.weights["g/contrast"] == 0.5
+    d_losses = d_phase.loss_fn(stage.state, stage.data.next())
+    d_losses["d/contrast"].backward()  # real images only: G is not involved
+    assert all(p.grad is None for p in g.parameters())
+    assert all(p.grad is not None for p in d.contrast.parameters())
+    d.zero_grad(set_to_none=True)
+    g_losses = g_phase.loss_fn(stage.state, stage.data.next())
+    g_losses["g/contrast"].backward()  # through D's frozen encoders into G
+    assert all(p.grad is None for p in d.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
+    assert "d/contrast" not in t2i.loss_weights(load_config(t2i.StackGANConfig, TINY, []))[0]

@@ -17,6 +17,9 @@ shared loop (:func:`common.training.train`) with a D phase and a G phase:
   ``TRAIN.COEFF.KL``; the paper's text uses λ = 1. (Weighting the summed KL by 2.0 is
   128× stronger: in a CPU run it drove Stage II's KL to 0, i.e. a code that ignores the
   text.)
+* Optional (``loss.contrastive`` > 0): an image–caption InfoNCE over the batch on D's pooled
+  features (XMC-GAN, Zhang et al. 2021, eqs. 2, 5, 6; :mod:`common.nn.contrastive`), as
+  ``d/contrast`` on real images and ``g/contrast`` on G's fakes, each weighted by λ.
 
 Captions are embedded once by the frozen text encoder (``data.encoder``, cached on disk by
 :class:`text2img.encoders.EmbeddingCache`), never per step. G's exponential moving average
@@ -58,7 +61,7 @@ from common.losses import (
     kl_divergence,
     mismatch_indices,
 )
-from common.nn import EMA, fit_standardizers
+from common.nn import EMA, ContrastiveCritic, contrastive_loss, fit_standardizers
 from common.rundir import Run, RunDirError, open_run
 from common.runtime import Runtime, broadcast_module
 from common.tracking import make_grid
@@ -130,6 +133,11 @@ class LossConfig:
     kl: float = 2.0  # λ of the per-dimension CA KL (g/kl): official code 2.0, paper text 1
     smoothing: float = 0.0  # one-sided label smoothing of "real" targets (bce only)
     fake_in_match: bool = False  # split head: fakes also count as mismatched
+    # λ of the image–caption contrastive terms d/contrast and g/contrast (XMC-GAN, Zhang et
+    # al. 2021, eqs. 2, 5, 6; common/nn/contrastive.py): an InfoNCE over the batch's captions
+    # on D's pooled features, D on real images, G on its fakes. 0 = off (StackGAN).
+    contrastive: float = 0.0
+    contrastive_tau: float = 0.1
     # Overrides of the per-head D weights (d/real, d/wrong, d/fake, d/match, d/mismatch)
     # and G weights (g/adv, g/match), keyed by logged name.
     weights: dict[str, float] = field(default_factory=dict)
@@ -399,6 +407,8 @@ def loss_weights(cfg: StackGANConfig) -> tuple[dict[str, float], dict[str, float
     g_w = {"g/adv": 1.0, **({"g/match": 1.0} if head == "split" else {})}
     if cfg.model.ca:
         g_w["g/kl"] = cfg.loss.kl
+    if cfg.loss.contrastive > 0:
+        d_w["d/contrast"] = g_w["g/contrast"] = cfg.loss.contrastive
     if head == "split" and cfg.loss.fake_in_match:
         d_w["d/match_fake"] = 1.0
     for key, value in cfg.loss.weights.items():
@@ -417,6 +427,7 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
     if smoothing and kind != "bce":
         raise ValueError(f"loss.smoothing applies to loss.kind=bce only, not {kind!r}")
     reuse: dict[str, Any] = {}  # the D phase's fakes, for the G phase (train.reuse_fake)
+    contrast = cfg.loss.contrastive > 0  # D carries a ContrastiveCritic (build_stage)
 
     def d_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
         g, d = state.nets["g"], state.nets["d"]
@@ -430,8 +441,11 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
         real_right = _f32(d.head(real_f, batch.emb))
         real_wrong = _f32(d.head(real_f, batch.emb[batch.wrong]))
         fake_right = _f32(d.head(fake_f, batch.emb))
-        return conditional_d_losses(real_right, real_wrong, fake_right, kind,
-                                    smoothing=smoothing, fake_in_match=cfg.loss.fake_in_match)
+        losses = conditional_d_losses(real_right, real_wrong, fake_right, kind,
+                                      smoothing=smoothing, fake_in_match=cfg.loss.fake_in_match)
+        if contrast:
+            losses["d/contrast"] = contrastive_loss(d.contrast(real_f, batch.emb), batch.emb)
+        return losses
 
     def g_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
         g, d = state.nets["g"], state.nets["d"]
@@ -441,8 +455,11 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
             emb = batch.emb
             fake = generate(g, lower, emb, torch.randn(len(emb), z_dim, device=device))
         with no_param_grads(d):
-            out = _f32(d(fake["image"], emb))
-        losses = conditional_g_losses(out, kind)
+            feats = d.backbone(fake["image"])
+            out = _f32(d.head(feats, emb))
+            losses = conditional_g_losses(out, kind)
+            if contrast:
+                losses["g/contrast"] = contrastive_loss(d.contrast(feats, emb), emb)
         ca = fake["ca"]
         if ca.logvar is not None:  # CA on
             # CA's KL (§3.2) per code dimension, like the official KL_loss (a mean, not a sum).
@@ -471,7 +488,10 @@ def build_stage(index: int, cfg: StackGANConfig, corpus: Corpus, runtime: Runtim
                             embed_dim=embed_dim, cond_ch=cfg.model.d_cond_ch,
                             head_norm=None if cfg.model.head_norm == "none" else "bn",
                             standardize=cfg.model.cond_standardize,
-                            norm=cfg.model.d_norm).to(device)
+                            norm=cfg.model.d_norm)
+    if cfg.loss.contrastive > 0:
+        d.contrast = ContrastiveCritic(d.backbone.out_ch, embed_dim, tau=cfg.loss.contrastive_tau)
+    d = d.to(device)
     if cfg.model.cond_standardize:  # statistics of every training caption's embedding
         flat = corpus.embeddings.flatten(0, 1)  # (N·C, E)
         fit_standardizers(g, flat)

@@ -1,4 +1,4 @@
-"""Reusable network blocks, conditioning augmentation and weight averaging."""
+"""Reusable network blocks, conditioning augmentation and weight averaging, contrastive critic."""
 
 from common.nn.blocks import (
     GatedConv1d,
@@ -10,17 +10,20 @@ from common.nn.blocks import (
     up_block,
 )
 from common.nn.ca import CAOut, ConditioningAugmentation, kl_divergence
+from common.nn.contrastive import ContrastiveCritic, contrastive_loss
 from common.nn.ema import EMA
 from common.nn.standardize import Standardize, fit_standardizers
 
 __all__ = [
     "CAOut",
     "ConditioningAugmentation",
+    "ContrastiveCritic",
     "EMA",
     "GatedConv1d",
     "GatedConv2d",
     "ResBlock",
     "Standardize",
+    "contrastive_loss",
     "down_block",
     "fit_standardizers",
     "kl_divergence",

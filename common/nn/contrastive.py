@@ -1,0 +1,73 @@
+"""Image–condition contrastive critic (XMC-GAN, Zhang et al. 2021, "Cross-Modal Contrastive
+Learning for Text-to-Image Generation", §3.2 eq. 2 and §3.3 eqs. 5–6).
+
+A matching-aware GAN loss (Reed et al. 2016) tells D one wrong condition per image; an
+InfoNCE loss over the batch tells it B − 1 at once: for image i, its own condition c_i must
+score higher than every other condition c_j of the batch,
+
+    L(x, c) = −1/B Σ_i log softmax_j( cos(f(x_i), g(c_j)) / τ )_i        (eq. 2)
+
+with f a projection of D's pooled image features and g a projection of the condition.
+D minimises it on real images (its encoders learn what "matching" means); G minimises it on
+its fakes through D's frozen encoders (eq. 6: the fakes must be recognisable as *their*
+caption among the batch's). τ = 0.1 as in the paper.
+
+Rows with an identical condition (the same caption drawn twice in a batch) are not counted
+as negatives of each other.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from common.nn.blocks import mlp
+from common.nn.standardize import Standardize
+
+__all__ = ["ContrastiveCritic", "contrastive_loss"]
+
+
+class ContrastiveCritic(nn.Module):
+    """(features Tensor[B, C, h, w] or [B, C], cond Tensor[B, E]) → logits Tensor[B, B].
+
+    logits[i, j] = cos(W_x mean_hw(features_i), W_c s(cond_j)) / τ, with s a fixed
+    standardisation of the condition (identity until fitted, :mod:`common.nn.standardize`).
+    """
+
+    def __init__(self, feat_ch: int, cond_dim: int, dim: int = 128, tau: float = 0.1) -> None:
+        super().__init__()
+        if tau <= 0:
+            raise ValueError(f"tau must be > 0, got {tau}")
+        self.tau = tau
+        self.norm = Standardize(cond_dim)
+        self.image = nn.Linear(feat_ch, dim)
+        self.cond = mlp(cond_dim, dim, dim, depth=1, act="lrelu")
+
+    def forward(self, features: Tensor, cond: Tensor) -> Tensor:
+        if features.dim() == 4:
+            features = features.float().mean(dim=(2, 3))
+        if features.dim() != 2 or cond.dim() != 2 or len(features) != len(cond):
+            raise ValueError(
+                "ContrastiveCritic needs features [B, C, h, w] or [B, C] and cond [B, E] with "
+                f"the same B; got {tuple(features.shape)} and {tuple(cond.shape)}"
+            )
+        img = F.normalize(self.image(features.float()), dim=-1)
+        txt = F.normalize(self.cond(self.norm(cond.float())), dim=-1)
+        return img @ txt.t() / self.tau
+
+
+def contrastive_loss(logits: Tensor, cond: Tensor | None = None) -> Tensor:
+    """InfoNCE of image i against the batch's conditions (eq. 2): cross-entropy with target i.
+
+    logits: Tensor[B, B] from :class:`ContrastiveCritic`; cond: the Tensor[B, E] conditions,
+    given to drop duplicates (j ≠ i with cond_j == cond_i) from the negatives.
+    """
+    if logits.dim() != 2 or logits.shape[0] != logits.shape[1]:
+        raise ValueError(f"logits must be [B, B], got {tuple(logits.shape)}")
+    b = logits.shape[0]
+    if cond is not None:
+        same = (cond[:, None, :] == cond[None, :, :]).all(dim=-1)
+        same &= ~torch.eye(b, dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(same, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(b, device=logits.device))
