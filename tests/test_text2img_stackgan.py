@@ -404,3 +404,6 @@ def test_contrastive_terms_train_d_on_real_and_g_on_fakes(tmp_path) -> None:
     assert all(p.grad is None for p in d.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
     assert "d/contrast" not in t2i.loss_weights(load_config(t2i.StackGANConfig, TINY, []))[0]
+    negative = load_config(t2i.StackGANConfig, TINY, ["loss.contrastive=-1"])
+    with pytest.raises(ValueError, match="loss.contrastive must be >= 0"):
+        t2i.build_phases(negative, None, torch.device("cpu"))

@@ -426,6 +426,8 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
     kind, z_dim, smoothing = cfg.loss.kind, cfg.model.z_dim, cfg.loss.smoothing
     if smoothing and kind != "bce":
         raise ValueError(f"loss.smoothing applies to loss.kind=bce only, not {kind!r}")
+    if cfg.loss.contrastive < 0:
+        raise ValueError(f"loss.contrastive must be >= 0 (0 = off), got {cfg.loss.contrastive}")
     reuse: dict[str, Any] = {}  # the D phase's fakes, for the G phase (train.reuse_fake)
     contrast = cfg.loss.contrastive > 0  # D carries a ContrastiveCritic (build_stage)
 
