@@ -45,14 +45,15 @@ class ContrastiveCritic(nn.Module):
         self.cond = mlp(cond_dim, dim, dim, depth=1, act="lrelu")
 
     def forward(self, features: Tensor, cond: Tensor) -> Tensor:
+        features = features.float()  # autocast may hand over bf16 features
         if features.dim() == 4:
-            features = features.float().mean(dim=(2, 3))
+            features = features.mean(dim=(2, 3))
         if features.dim() != 2 or cond.dim() != 2 or len(features) != len(cond):
             raise ValueError(
                 "ContrastiveCritic needs features [B, C, h, w] or [B, C] and cond [B, E] with "
                 f"the same B; got {tuple(features.shape)} and {tuple(cond.shape)}"
             )
-        img = F.normalize(self.image(features.float()), dim=-1)
+        img = F.normalize(self.image(features), dim=-1)
         txt = F.normalize(self.cond(self.norm(cond.float())), dim=-1)
         return img @ txt.t() / self.tau
 
