@@ -24,7 +24,7 @@ from speech.enhance.data import CropSource, Pair, read_conditions
 from speech.enhance.inference import Enhancer, build_generator, featurizer
 from speech.enhance.metric import MetricDiscriminator, normalise_pesq, pesq_targets
 from speech.enhance.models import MaskUNet, SpecDiscriminator, channel_table, enhance_z
-from speech.enhance.train import build, check_config, linear_decay
+from speech.enhance.train import build, check_config, linear_decay, neg_si_sdr
 from speech.features import synthetic_voice
 from speech.metrics import pesq_wb, si_sdr
 
@@ -122,6 +122,23 @@ def test_featurizer_round_trip_and_identity_mask():
 # --------------------------------------------------------------------------- training
 
 
+def test_neg_si_sdr_is_the_metric_per_row_and_skips_silent_references():
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.randn(3, 4000, generator=gen)
+    est = 0.5 * ref + 0.3 * torch.randn(3, 4000, generator=gen)
+    ref[2] = 0.0  # a silent crop has no SI-SDR
+    want = np.mean([si_sdr(ref[i].numpy(), est[i].numpy()) for i in range(2)])
+    torch.testing.assert_close(neg_si_sdr(ref, est), torch.tensor(-want, dtype=torch.float32),
+                               rtol=1e-4, atol=1e-3)
+    est.requires_grad_(True)
+    loss = neg_si_sdr(ref[2:], est[2:])
+    loss.backward()
+    assert float(loss) == 0.0 and est.grad is not None and float(est.grad.abs().sum()) == 0.0
+    # Scale-invariant: rescaling the estimate leaves the loss unchanged.
+    torch.testing.assert_close(neg_si_sdr(ref[:2], 3.0 * est[:2].detach()),
+                               neg_si_sdr(ref[:2], est[:2].detach()))
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -131,6 +148,7 @@ def test_featurizer_round_trip_and_identity_mask():
         ["model.d_head=projection", "model.d_cond=resize"],
         ["model.d_head=combined", "loss.weights={g/fm: 1.0}", "loss.kind=hinge"],
         ["model.d_head=split", "loss.kind=wgan-gp"],
+        ["model.d_head=none", "loss.weights={g/sisdr: 1.0}"],
         # PESQ needs 0.25 s: 40 frames of hop 128 are 0.31 s.
         ["model.d_head=none", "model.metric_d=pesq", "data.frames=40"],
         ["model.d_head=projection", "model.metric_d=pesq", "data.frames=40"],
@@ -163,6 +181,7 @@ def test_one_training_step_per_head(pairs, overrides):
             assert ("g/match" in losses) == (head == "split")
             assert ("g/adv" in losses) == (head != "none")
             assert ("g/metric" in losses) == metric
+            assert ("g/sisdr" in losses) == ("loss.weights={g/sisdr: 1.0}" in overrides)
         elif phase.name == "q":
             assert set(losses) == {"q/clean", "q/enhanced", "q/noisy"}
             # Before any training Q scores everything about alike, so the fits are non-zero.

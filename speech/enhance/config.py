@@ -27,8 +27,8 @@ __all__ = [
 # Loss weights by logged name (see LossConfig.weights); d/gp applies to loss.kind=wgan-gp.
 # g/metric and q/* apply with model.metric_d=pesq (speech/enhance/metric.py).
 DEFAULT_WEIGHTS: dict[str, float] = {"g/l1": 100.0, "g/adv": 1.0, "g/match": 1.0, "g/fm": 0.0,
-                                     "g/metric": 30.0, "d/gp": 10.0, "q/clean": 1.0,
-                                     "q/enhanced": 1.0, "q/noisy": 1.0}
+                                     "g/metric": 30.0, "g/sisdr": 0.0, "d/gp": 10.0,
+                                     "q/clean": 1.0, "q/enhanced": 1.0, "q/noisy": 1.0}
 
 
 @dataclass
@@ -103,7 +103,8 @@ class LossConfig:
     # loss.weights={g/fm: 1.0} keeps the others). λ = 100 on L1 is pix2pix's (Isola et al.
     # 2017, §4) and SEGAN's (Pascual et al. 2017, §3); g/fm > 0 switches on D feature
     # matching (Salimans et al. 2016 §3.1, in MelGAN's per-layer L1 form, Kumar et al. 2019
-    # §2.3). d/* keys override the per-head defaults of common.losses.default_d_weights.
+    # §2.3); g/sisdr > 0 adds −SI-SDR of the enhanced waveform (speech/enhance/train.py).
+    # d/* keys override the per-head defaults of common.losses.default_d_weights.
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
 

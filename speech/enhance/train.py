@@ -18,6 +18,12 @@ The noisy spectrogram is the condition c of D(x, c) (DESIGN.md). Losses (weights
   2016's GAN-CLS negatives);
 * ``g/fm`` (when its weight is > 0): L1 between D's backbone features of enhanced and clean
   (Salimans et al. 2016 §3.1; per-layer L1 as in MelGAN, Kumar et al. 2019 §2.3).
+* ``g/sisdr`` (when its weight is > 0): −SI-SDR in dB of the enhanced waveform (masked
+  magnitude, noisy phase, inverse STFT) against the clean crop (Le Roux et al. 2019, eq. 3).
+  With the noisy phase kept, a waveform error is the phase-sensitive spectrum error
+  |M·|X| − |S|·cos(θ_S − θ_X)| summed over bins (Erdogan et al. 2015, eq. 9): the mask is
+  asked to attenuate the bins where the noisy phase is wrong, which L1 on log-magnitudes
+  never sees.
 
 * ``g/metric`` and ``q/clean``, ``q/enhanced``, ``q/noisy`` (``model.metric_d=pesq``): a
   metric discriminator Q learns the WB PESQ of each training crop and G is pushed towards
@@ -65,9 +71,9 @@ from speech.enhance.models import (
 )
 
 __all__ = ["Setup", "build", "build_discriminator", "build_metric_discriminator", "build_phases",
-           "check_config", "linear_decay", "main"]
+           "check_config", "linear_decay", "main", "neg_si_sdr"]
 
-G_TERMS = ("g/l1", "g/adv", "g/match", "g/fm", "g/metric")
+G_TERMS = ("g/l1", "g/adv", "g/match", "g/fm", "g/metric", "g/sisdr")
 D_TERMS = ("d/real", "d/fake", "d/wrong", "d/match", "d/mismatch", "d/match_fake", "d/gp")
 Q_TERMS = ("q/clean", "q/enhanced", "q/noisy")
 
@@ -98,6 +104,21 @@ def check_config(cfg: EnhanceConfig) -> None:
         raise ConfigError(f"train.q_every must be >= 1, got {cfg.train.q_every}")
     if cfg.data.frames < 2 ** max(cfg.model.g_depth, cfg.model.d_depth):
         raise ConfigError("data.frames must be at least 2^depth of G and D")
+
+
+def neg_si_sdr(ref: Tensor, est: Tensor, eps: float = 1e-8) -> Tensor:
+    """Mean −SI-SDR in dB over the rows of ``ref``, ``est``: Tensor[B, T] (Le Roux et al.
+    2019, eq. 3, as :func:`speech.metrics.si_sdr`). Rows whose reference is silent have no
+    SI-SDR and are left out; with none left the loss is 0 (and still part of the graph)."""
+    ref = ref - ref.mean(-1, keepdim=True)
+    est = est - est.mean(-1, keepdim=True)
+    energy = ref.pow(2).sum(-1, keepdim=True)
+    keep = energy.squeeze(-1) > eps * ref.shape[-1]
+    if not bool(keep.any()):
+        return est.sum() * 0.0
+    target = (est * ref).sum(-1, keepdim=True) / energy.clamp_min(eps) * ref
+    ratio = target.pow(2).sum(-1) / ((est - target).pow(2).sum(-1) + eps)
+    return -(10 * torch.log10(ratio[keep] + eps)).mean()
 
 
 def build_discriminator(cfg: ModelConfig) -> SpecDiscriminator | None:
@@ -144,6 +165,7 @@ def build_phases(cfg: EnhanceConfig, g: MaskUNet, d: SpecDiscriminator | None,
                  feat: Featurizer, q: MetricDiscriminator | None = None) -> list[Phase]:
     kind, weights = cfg.loss.kind, {**DEFAULT_WEIGHTS, **cfg.loss.weights}
     use_fm = d is not None and weights.get("g/fm", 0.0) > 0
+    use_sisdr = weights.get("g/sisdr", 0.0) > 0
 
     def spectra(batch: Batch) -> tuple[Tensor, Tensor]:
         clean_z, _ = feat.analyze(batch.clean)  # (B, 1, F, N)
@@ -151,9 +173,13 @@ def build_phases(cfg: EnhanceConfig, g: MaskUNet, d: SpecDiscriminator | None,
         return clean_z, noisy_z
 
     def g_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
-        clean_z, noisy_z = spectra(batch)
+        clean_z, _ = feat.analyze(batch.clean)  # (B, 1, F, N)
+        noisy_z, noisy_phase = feat.analyze(batch.noisy)
         fake = enhance_z(noisy_z, g(noisy_z), feat)
         losses = {"g/l1": l1_loss(fake, clean_z)}
+        if use_sisdr:
+            enhanced = feat.synthesize(fake.float(), noisy_phase, batch.clean.shape[-1])
+            losses["g/sisdr"] = neg_si_sdr(batch.clean, enhanced)
         if q is not None:  # MetricGAN eq. 4 with s = 1
             losses["g/metric"] = ((q(fake, clean_z).float() - 1.0) ** 2).mean()
         if d is None:
@@ -174,6 +200,7 @@ def build_phases(cfg: EnhanceConfig, g: MaskUNet, d: SpecDiscriminator | None,
     g_terms |= {"g/match"} if cfg.model.d_head == "split" else set()
     g_terms |= {"g/fm"} if use_fm else set()
     g_terms |= {"g/metric"} if q is not None else set()
+    g_terms |= {"g/sisdr"} if use_sisdr else set()
     g_phase = Phase("g", "g", g_loss, weights={k: w for k, w in weights.items() if k in g_terms},
                     clip_grad=cfg.optim.clip_grad)
     q_phases = [_q_phase(cfg, g, q, feat, weights)] if q is not None else []
