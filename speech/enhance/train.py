@@ -167,14 +167,14 @@ def build_phases(cfg: EnhanceConfig, g: MaskUNet, d: SpecDiscriminator | None,
     use_fm = d is not None and weights.get("g/fm", 0.0) > 0
     use_sisdr = weights.get("g/sisdr", 0.0) > 0
 
-    def spectra(batch: Batch) -> tuple[Tensor, Tensor]:
-        clean_z, _ = feat.analyze(batch.clean)  # (B, 1, F, N)
-        noisy_z, _ = feat.analyze(batch.noisy)
-        return clean_z, noisy_z
+    def spectra(batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """clean z, noisy z and the noisy phase, each Tensor[B, 1, F, N]."""
+        clean_z, _ = feat.analyze(batch.clean)
+        noisy_z, noisy_phase = feat.analyze(batch.noisy)
+        return clean_z, noisy_z, noisy_phase
 
     def g_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
-        clean_z, _ = feat.analyze(batch.clean)  # (B, 1, F, N)
-        noisy_z, noisy_phase = feat.analyze(batch.noisy)
+        clean_z, noisy_z, noisy_phase = spectra(batch)
         fake = enhance_z(noisy_z, g(noisy_z), feat)
         losses = {"g/l1": l1_loss(fake, clean_z)}
         if use_sisdr:
@@ -208,7 +208,7 @@ def build_phases(cfg: EnhanceConfig, g: MaskUNet, d: SpecDiscriminator | None,
         return [*q_phases, g_phase]
 
     def d_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
-        clean_z, noisy_z = spectra(batch)
+        clean_z, noisy_z, _ = spectra(batch)
         with torch.no_grad():
             fake = enhance_z(noisy_z, g(noisy_z), feat)
         wrong = noisy_z[mismatch_indices(len(noisy_z)).to(noisy_z.device)]
