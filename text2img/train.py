@@ -99,6 +99,11 @@ class DataConfig:
     heldout_pairs: int = 10
     batch_size: int = 64
     flip: bool = True  # random horizontal flips (the official loaders flip)
+    # Share of each batch's wrong captions (the matching-aware loss's (real, wrong) pairs)
+    # drawn as the hardest negative instead of uniformly: the mismatched caption in the
+    # batch whose embedding is closest (cosine) to the image's own caption — VSE++'s
+    # in-batch hardest negative (Faghri et al. 2018, eq. 5). 0 = uniform (StackGAN).
+    hard_wrong: float = 0.0
 
 
 @dataclass
@@ -283,15 +288,27 @@ def _pick_wrong(same: Tensor, gen: torch.Generator) -> Tensor:
     return torch.where((~same).any(dim=1), scores.argmax(dim=1), roll)
 
 
+def _nearest_wrong(emb: Tensor, same: Tensor) -> tuple[Tensor, Tensor]:
+    """(j(i), found): the batch caption that does NOT fit image i (``same[i, j]`` False)
+    with the highest cosine similarity to caption i, and whether row i has any."""
+    e = F.normalize(emb.float(), dim=1)
+    sim = (e @ e.T).masked_fill(same, float("-inf"))
+    return sim.argmax(dim=1), (~same).any(dim=1)
+
+
 class CaptionedImages:
     """Endless batches for one stage: epochs over a permutation, a random caption per
     image, optional flips. Its position (generator, permutation, cursor) is checkpointed."""
 
     def __init__(self, corpus: Corpus, resolution: int, batch_size: int, flip: bool,
-                 seed: int, device: torch.device, channels_last: bool) -> None:
+                 seed: int, device: torch.device, channels_last: bool,
+                 hard_wrong: float = 0.0) -> None:
         if batch_size < 2 or batch_size > len(corpus):
             raise ValueError(f"data.batch_size={batch_size} must be in [2, {len(corpus)}] "
                              "(mismatched pairs need two images a batch)")
+        if not 0.0 <= hard_wrong <= 1.0:
+            raise ValueError(f"data.hard_wrong={hard_wrong} must be a share in [0, 1]")
+        self.hard_wrong = hard_wrong
         self.corpus, self.images = corpus, corpus.images[resolution]
         self.batch_size, self.flip, self.device = batch_size, flip, device
         self.format = torch.channels_last if channels_last else torch.contiguous_format
@@ -306,18 +323,35 @@ class CaptionedImages:
         self.pos += self.batch_size
         return idx
 
-    def _wrong(self, idx: Tensor, cap: Tensor) -> Tensor:
+    def _fits(self, idx: Tensor, cap: Tensor) -> Tensor | None:
+        """same[i, j]: caption j of the batch fits image i (None: no labels, as COCO)."""
         c = self.corpus
         if c.attributes is not None:
             # A caption is wrong for an image when an attribute it mentions has another value.
             attrs = torch.from_numpy(c.attributes[idx.numpy()])  # (B, 8)
             said = torch.from_numpy(c.mentions[idx.numpy(), cap.numpy()])  # (B, 8)
             differs = attrs[:, None, :] != attrs[None, :, :]  # (image i, caption j, attr)
-            same = ~(differs & said[None, :, :]).any(dim=-1)
-            return _pick_wrong(same, self.gen)
-        labels = None if c.class_ids is None else torch.from_numpy(c.class_ids[idx.numpy()])
-        # Another class, like the official code's mismatched pairs; COCO has none: roll.
-        return mismatch_indices(len(idx), labels, generator=self.gen)
+            return ~(differs & said[None, :, :]).any(dim=-1)
+        if c.class_ids is not None:
+            labels = torch.from_numpy(c.class_ids[idx.numpy()])
+            return labels[:, None] == labels[None, :]
+        return None
+
+    def _wrong(self, idx: Tensor, cap: Tensor, emb: Tensor | None = None) -> Tensor:
+        c, same = self.corpus, self._fits(idx, cap)
+        if c.attributes is not None:
+            wrong = _pick_wrong(same, self.gen)
+        else:
+            labels = None if c.class_ids is None else torch.from_numpy(c.class_ids[idx.numpy()])
+            # Another class, like the official code's mismatched pairs; COCO has none: roll.
+            wrong = mismatch_indices(len(idx), labels, generator=self.gen)
+        if self.hard_wrong > 0 and emb is not None:
+            if same is None:  # no labels: every other caption counts as mismatched
+                same = torch.eye(len(idx), dtype=torch.bool)
+            nearest, found = _nearest_wrong(emb, same)
+            hard = (torch.rand(len(idx), generator=self.gen) < self.hard_wrong) & found
+            wrong = torch.where(hard, nearest, wrong)
+        return wrong
 
     def next(self) -> Batch:
         idx = self._indices()
@@ -327,8 +361,9 @@ class CaptionedImages:
             flip = torch.rand(len(idx), generator=self.gen) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         x = x.contiguous(memory_format=self.format)
-        return Batch(x.to(self.device), self.corpus.embeddings[idx, cap].to(self.device),
-                     self._wrong(idx, cap).to(self.device))
+        emb = self.corpus.embeddings[idx, cap]
+        return Batch(x.to(self.device), emb.to(self.device),
+                     self._wrong(idx, cap, emb).to(self.device))
 
     def state_dict(self) -> dict[str, Any]:
         return {"gen": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos}
@@ -514,7 +549,7 @@ def build_stage(index: int, cfg: StackGANConfig, corpus: Corpus, runtime: Runtim
                        ema=EMA(g, cfg.train.ema_decay))
     data = CaptionedImages(corpus, resolution, cfg.data.batch_size, cfg.data.flip,
                            seed=(cfg.seed * 1000 + index) * 100 + runtime.rank, device=device,
-                           channels_last=runtime.channels_last)
+                           channels_last=runtime.channels_last, hard_wrong=cfg.data.hard_wrong)
     ck = Checkpointer(run_dir / "checkpoints" / f"stage{index}", config_hash,
                       keep=cfg.run.keep_checkpoints, rank=runtime.rank)
     return Stage(index, resolution, state, build_phases(cfg, lower, device), data, ck,
