@@ -271,6 +271,43 @@ def test_wrong_captions_contradict_their_image() -> None:
         assert (body[wrong] != body).all()  # "a red bird" is never the wrong caption of a red one
 
 
+def test_hard_wrong_captions_are_the_nearest_mismatched_ones() -> None:
+    n = 4
+    attrs = np.zeros((n, 8), np.int64)
+    attrs[:, 0] = [0, 0, 1, 2]  # body colours: images 0 and 1 share theirs
+    mentions = np.zeros((n, 1, 8), bool)
+    mentions[:, 0, 0] = True
+    emb = torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.8, 0.6], [0.0, 1.0]])  # caption 1 ≈ 0
+    corpus = t2i.Corpus({16: torch.zeros(n, 3, 16, 16, dtype=torch.uint8)}, emb[:, None],
+                        attributes=attrs, mentions=mentions)
+    hard = t2i.CaptionedImages(corpus, 16, n, flip=False, seed=0, device=torch.device("cpu"),
+                               channels_last=False, hard_wrong=1.0)
+    idx, cap = torch.arange(n), torch.zeros(n, dtype=torch.long)
+    # Caption 1 is the closest to caption 0 but fits image 0: the hardest WRONG one is 2.
+    assert hard._wrong(idx, cap, emb).tolist() == [2, 2, 1, 2]
+    uniform = t2i.CaptionedImages(corpus, 16, n, flip=False, seed=0,
+                                  device=torch.device("cpu"), channels_last=False)
+    draws = {tuple(uniform._wrong(idx, cap, emb).tolist()) for _ in range(30)}
+    assert len(draws) > 1  # share 0: the uniform draw, as StackGAN
+    with pytest.raises(ValueError, match="data.hard_wrong=1.5 must be a share in"):
+        t2i.CaptionedImages(corpus, 16, n, flip=False, seed=0, device=torch.device("cpu"),
+                            channels_last=False, hard_wrong=1.5)
+
+
+def test_dprobe_prompts_state_exactly_their_attribute_and_auc_ranks() -> None:
+    from text2img.data.synthbirds import ATTRIBUTES
+    from text2img.data.synthbirds_text import parse_caption
+    from text2img.dprobe import PROMPTS, auc
+
+    for name, values in ATTRIBUTES:
+        assert [parse_caption(p) for p in PROMPTS[name]] == [{name: v} for v in values]
+    score = torch.tensor([0.9, 0.8, 0.1, 0.5, 0.5])
+    assert auc(score, torch.tensor([True, True, False, False, False])) == 1.0
+    assert auc(-score, torch.tensor([True, True, False, False, False])) == 0.0
+    # 0.5 against 0.9, 0.8, 0.1 and a tied 0.5: (0 + 0 + 1 + ½) / 4
+    assert auc(score, torch.tensor([False, False, False, True, False])) == 0.375
+
+
 def test_data_position_resumes_exactly() -> None:
     data = t2i.CaptionedImages(_corpus(), 16, 4, flip=True, seed=3,
                                device=torch.device("cpu"), channels_last=True)
@@ -343,6 +380,16 @@ def test_entry_points_train_sample_evaluate_and_resume(tmp_path, capsys) -> None
                       "batch_size=8", f"judge={judge_dir}", "run.wandb_mode=disabled",
                       "--run-dir", str(tmp_path / "eval")])
     assert report["resolution"] == 32 and "metrics/attr_acc" in report["metrics"]
+
+    # What each stage's D knows about the caption: an AUC per attribute.
+    from text2img import dprobe
+
+    for stage in (1, 2):
+        found = dprobe.main([str(run), "--stage", str(stage), "--n", "40"])
+        assert set(found["auc"]) == set(dprobe.PROMPTS)
+        assert all(0.0 <= v <= 1.0 for v in found["auc"].values()), found["auc"]
+        assert set(found["features"]) == set(dprobe.PROMPTS)
+        assert found["checkpoint"].endswith("step_000000004.pt")
 
     # Resume: drop Stage II's last checkpoint and the results, continue from step 2.
     ck2 = run / "checkpoints" / "stage2"

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from text2img.data.synthbirds import ATTRIBUTES, SynthBirdsSpec, load_split
 from text2img.encoders import EmbeddingCache, get_encoder
 
-__all__ = ["probe", "main"]
+__all__ = ["logistic_regression", "probe", "main"]
 
 
 def probe(encoder_spec: str = "minilm", n: int = 4000, holdout: float = 0.2,
@@ -44,14 +44,14 @@ def probe(encoder_spec: str = "minilm", n: int = 4000, holdout: float = 0.2,
         y = torch.from_numpy(split.attributes[:, k]).long()[:, None].expand(n, per)
         x_tr, y_tr = emb[:cut][said[:cut]], y[:cut][said[:cut]]
         x_te, y_te = emb[cut:][said[cut:]], y[cut:][said[cut:]]
-        w, b = _logistic_regression(x_tr, y_tr, len(values))
+        w, b = logistic_regression(x_tr, y_tr, len(values))
         with torch.no_grad():
             out["accuracy"][name] = float(((x_te @ w + b).argmax(1) == y_te).double().mean())
         out["chance"][name] = 1 / len(values)
     return out
 
 
-def _logistic_regression(x: torch.Tensor, y: torch.Tensor, k: int
+def logistic_regression(x: torch.Tensor, y: torch.Tensor, k: int
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights [D, k] and bias [k] of an L2-regularised multinomial logistic regression."""
     w = torch.zeros(x.shape[1], k, dtype=x.dtype, requires_grad=True)

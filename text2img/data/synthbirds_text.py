@@ -26,11 +26,13 @@ __all__ = [
     "ATTRIBUTES",
     "ATTRIBUTE_NAMES",
     "BACKGROUNDS",
+    "BACKGROUND_PHRASES",
     "BEAK_COLOURS",
     "BEAK_LENGTHS",
     "COLOURS",
     "PATTERNS",
     "SIZES",
+    "SIZE_WORDS",
     "attributes_to_indices",
     "make_captions",
     "parse_caption",
@@ -83,8 +85,9 @@ def attributes_to_indices(named: dict[str, str]) -> dict[str, int]:
 
 # ----------------------------------------------------------------------------- writing
 
-_SIZE_WORDS = ("small", "medium-sized", "large")
-_BACKGROUND_PHRASES = (
+# How captions say each size and background (index order of SIZES / BACKGROUNDS).
+SIZE_WORDS = ("small", "medium-sized", "large")
+BACKGROUND_PHRASES = (
     ("in the sky", "against the sky"),
     ("among the foliage", "among the leaves", "in the foliage"),
     ("at dusk", "in the dusk light"),
@@ -163,7 +166,7 @@ def _caption(attrs: np.ndarray, chosen: set[int], d: _Draws) -> str:
             part = d.pick(("belly", "breast", "body"))
             nouns.append(f"{_article(colour[BODY])} {colour[BODY]} {part}")
     if SIZE in chosen:
-        word = _SIZE_WORDS[int(attrs[SIZE])]
+        word = SIZE_WORDS[int(attrs[SIZE])]
         (adjectives if d.u() < 0.7 else predicates).insert(0, word)
     if CROWN in chosen:
         part = d.pick(("crown", "crown", "head"))
@@ -201,7 +204,7 @@ def _caption(attrs: np.ndarray, chosen: set[int], d: _Draws) -> str:
             link = " that has " if nested else d.pick((" with ", " that has "))
         sentence += link + _join(nouns)
     if BACKGROUND in chosen:
-        where = d.pick(_BACKGROUND_PHRASES[int(attrs[BACKGROUND])])
+        where = d.pick(BACKGROUND_PHRASES[int(attrs[BACKGROUND])])
         sentence = f"{where}, {sentence}" if d.u() < 0.25 else f"{sentence} {where}"
     return sentence
 
