@@ -323,31 +323,23 @@ class CaptionedImages:
         self.pos += self.batch_size
         return idx
 
-    def _fits(self, idx: Tensor, cap: Tensor) -> Tensor | None:
-        """same[i, j]: caption j of the batch fits image i (None: no labels, as COCO)."""
+    def _wrong(self, idx: Tensor, cap: Tensor, emb: Tensor | None = None) -> Tensor:
         c = self.corpus
         if c.attributes is not None:
             # A caption is wrong for an image when an attribute it mentions has another value.
             attrs = torch.from_numpy(c.attributes[idx.numpy()])  # (B, 8)
             said = torch.from_numpy(c.mentions[idx.numpy(), cap.numpy()])  # (B, 8)
             differs = attrs[:, None, :] != attrs[None, :, :]  # (image i, caption j, attr)
-            return ~(differs & said[None, :, :]).any(dim=-1)
-        if c.class_ids is not None:
-            labels = torch.from_numpy(c.class_ids[idx.numpy()])
-            return labels[:, None] == labels[None, :]
-        return None
-
-    def _wrong(self, idx: Tensor, cap: Tensor, emb: Tensor | None = None) -> Tensor:
-        c, same = self.corpus, self._fits(idx, cap)
-        if c.attributes is not None:
+            same = ~(differs & said[None, :, :]).any(dim=-1)  # caption j fits image i
             wrong = _pick_wrong(same, self.gen)
         else:
             labels = None if c.class_ids is None else torch.from_numpy(c.class_ids[idx.numpy()])
             # Another class, like the official code's mismatched pairs; COCO has none: roll.
             wrong = mismatch_indices(len(idx), labels, generator=self.gen)
+            # Without labels every other caption counts as mismatched.
+            same = (torch.eye(len(idx), dtype=torch.bool) if labels is None
+                    else labels[:, None] == labels[None, :])
         if self.hard_wrong > 0 and emb is not None:
-            if same is None:  # no labels: every other caption counts as mismatched
-                same = torch.eye(len(idx), dtype=torch.bool)
             nearest, found = _nearest_wrong(emb, same)
             hard = (torch.rand(len(idx), generator=self.gen) < self.hard_wrong) & found
             wrong = torch.where(hard, nearest, wrong)
