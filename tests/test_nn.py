@@ -13,6 +13,7 @@ from common.nn import (
     GatedConv2d,
     ResBlock,
     Standardize,
+    WordRegionCritic,
     contrastive_loss,
     down_block,
     fit_standardizers,
@@ -293,3 +294,57 @@ def test_contrastive_critic_learns_which_condition_belongs_to_which_image():
     assert (logits.argmax(dim=1) == torch.arange(32)).float().mean().item() > 0.9
     with pytest.raises(ValueError, match="tau"):
         ContrastiveCritic(4, 4, tau=0.0)
+
+
+def test_word_region_critic_ignores_padding_and_where_the_regions_sit():
+    torch.manual_seed(0)
+    critic = WordRegionCritic(6, 5, dim=8)
+    feats, words = torch.randn(3, 6, 4, 4), torch.randn(3, 7, 5)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    logits = critic(feats, words, mask)
+    assert logits.shape == (3, 3)
+    padded = words.clone()
+    padded[1, 4:] = 50.0  # padding values must not matter
+    assert_close(critic(feats, padded, mask), logits)
+    perm = torch.randperm(16)  # attention over a set of regions: their order is irrelevant
+    shuffled = feats.flatten(2)[:, :, perm].view_as(feats)
+    assert_close(critic(shuffled, words, mask), logits, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="no real word"):
+        critic(feats, words, torch.zeros(3, 7, dtype=torch.bool))
+    with pytest.raises(ValueError, match="same B"):
+        critic(feats, words[:2], mask[:2])
+
+
+def test_word_region_critic_learns_which_region_has_which_colour():
+    # Image i has colour a_i in region 0 and colour b_i in region 1; its caption says
+    # "(a_i, top) (b_i, bottom)" as two words. Swapped captions ("(b_i, top) (a_i, bottom)")
+    # hold the same words' colours, so only word–region binding tells them apart.
+    torch.manual_seed(0)
+    colours, n = 6, 64
+    critic = WordRegionCritic(colours + 2, colours + 2, dim=16, tau=0.1)
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    eye = torch.eye(colours + 2)
+
+    def batch(a, b):
+        feats = torch.zeros(len(a), colours + 2, 1, 2)
+        feats[:, :, 0, 0] = eye[a] + eye[colours]  # colour + "top" marker
+        feats[:, :, 0, 1] = eye[b] + eye[colours + 1]  # colour + "bottom" marker
+        words = torch.stack([eye[a] + eye[colours], eye[b] + eye[colours + 1]], dim=1)
+        return feats, words
+
+    mask = torch.ones(n, 2, dtype=torch.bool)
+    for _ in range(300):
+        a, b = torch.randint(colours, (2, n))
+        feats, words = batch(a, b)
+        loss = contrastive_loss(critic(feats, words, mask), words.flatten(1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    a = torch.randint(colours, (n,))
+    b = (a + torch.randint(1, colours, (n,))) % colours  # a != b
+    feats, words = batch(a, b)
+    _, swapped = batch(b, a)
+    right = torch.diagonal(critic(feats, words, mask))
+    wrong = torch.diagonal(critic(feats, swapped, mask))
+    assert (right > wrong).float().mean().item() > 0.95

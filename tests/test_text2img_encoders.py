@@ -221,3 +221,28 @@ def test_linear_probe_reads_mentioned_attributes_from_minilm(minilm, tmp_path, m
     # training birds; the colours need more data, but not below chance
     assert acc["background"] >= 0.8 and acc["size"] >= 0.8
     assert all(acc[k] > chance[k] for k in acc)
+
+
+def test_word_features_are_the_real_word_pieces_with_and_without_padding(minilm,
+                                                                          tmp_path) -> None:
+    captions = ["a red bird", "this bird has blue striped wings and a long orange beak"]
+    words, mask = minilm.encode_tokens(captions)
+    pieces = [len(minilm.tokenizer(c)["input_ids"]) - 2 for c in captions]  # no [CLS]/[SEP]
+    assert words.dtype == torch.float16 and words.shape == (2, max(pieces), 384)
+    assert mask.sum(1).tolist() == pieces
+    assert mask[0, : pieces[0]].all() and not mask[0, pieces[0]:].any()
+    assert words[0, pieces[0]:].abs().sum() == 0  # padding is zero
+    alone, alone_mask = minilm.encode_tokens(captions[:1])  # no padding in its own batch
+    assert alone_mask.sum() == pieces[0]
+    assert_close(words[0, : pieces[0]].float(), alone[0].float(), atol=2e-3, rtol=0)
+    # Contextual: "red" before "bird" and before "crown" are different vectors.
+    other, _ = minilm.encode_tokens(["a red crown"])
+    assert _cos(words[0, 1].float(), other[0, 1].float()) < 0.99
+    cache = EmbeddingCache(tmp_path)
+    first = cache.encode_tokens(minilm, captions, dataset_hash="ds", progress=False)
+    again = EmbeddingCache(tmp_path).encode_tokens(minilm, captions, dataset_hash="ds",
+                                                   progress=False)
+    assert cache.misses == 1
+    assert_close(first[0], words, atol=0, rtol=0)
+    assert_close(again[0], words, atol=0, rtol=0) and torch.equal(again[1], mask)
+    assert (tmp_path / minilm.content_hash() / "ds.words.safetensors").is_file()

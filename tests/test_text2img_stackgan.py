@@ -454,3 +454,55 @@ def test_contrastive_terms_train_d_on_real_and_g_on_fakes(tmp_path) -> None:
     negative = load_config(t2i.StackGANConfig, TINY, ["loss.contrastive=-1"])
     with pytest.raises(ValueError, match="loss.contrastive must be >= 0"):
         t2i.build_phases(negative, None, torch.device("cpu"))
+
+
+def test_word_region_terms_use_the_d_phase_captions_words_in_the_g_phase(tmp_path) -> None:
+    cfg = load_config(t2i.StackGANConfig, TINY, ["model.d_head=projection", "loss.words=0.5"])
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
+    with pytest.raises(ValueError, match="word features"):
+        t2i.build_stage(1, cfg, _corpus(), runtime, tmp_path, "hash")
+    corpus = _corpus()
+    gen = torch.Generator().manual_seed(1)
+    corpus.words = torch.randn(12, 3, 6, 10, generator=gen).half()
+    corpus.word_mask = torch.arange(6) < torch.randint(1, 7, (12, 3, 1), generator=gen)
+    stage = t2i.build_stage(1, cfg, corpus, runtime, tmp_path, "hash")
+    g, d = stage.state.nets["g"], stage.state.nets["d"]
+    d_phase, g_phase = stage.phases
+    assert d_phase.weights["d/words"] == g_phase.weights["g/words"] == 0.5
+    seen = []
+    forward = d.words.forward
+    d.words.forward = lambda f, w, m: seen.append((w.clone(), m.clone())) or forward(f, w, m)
+    batch = stage.data.next()
+    assert batch.words.shape[:2] == batch.word_mask.shape and batch.words.shape[-1] == 10
+    assert batch.word_mask.sum(1).max() == batch.words.shape[1]  # trimmed to the batch
+    d_losses = d_phase.loss_fn(stage.state, batch)
+    d_losses["d/words"].backward()  # real images only
+    assert all(p.grad is None for p in g.parameters())
+    assert all(p.grad is not None for p in d.words.parameters())
+    d.zero_grad(set_to_none=True)
+    g_losses = g_phase.loss_fn(stage.state, stage.data.next())  # a new batch, reused fakes
+    g_losses["g/words"].backward()
+    assert all(p.grad is None for p in d.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
+    (d_words, d_mask), (g_words, g_mask) = seen
+    assert torch.equal(d_words, g_words) and torch.equal(d_mask, g_mask)
+    negative = load_config(t2i.StackGANConfig, TINY, ["loss.words=-1"])
+    with pytest.raises(ValueError, match="loss.words must be >= 0"):
+        t2i.build_phases(negative, None, torch.device("cpu"))
+
+
+def test_corpus_carries_word_features_only_when_asked(tmp_path) -> None:
+    from text2img.encoders import get_encoder
+
+    encoder = get_encoder("minilm")
+    plain = t2i.load_corpus(load_config(t2i.StackGANConfig, TINY, []), encoder)
+    assert plain.words is None and plain.word_mask is None
+    cfg = load_config(t2i.StackGANConfig, TINY, ["loss.words=1"])
+    corpus = t2i.load_corpus(cfg, encoder)
+    n, c = corpus.embeddings.shape[:2]
+    assert corpus.words.shape[:2] == (n, c) and corpus.words.shape[-1] == 384
+    caption = corpus.captions[3][1]
+    pieces = len(encoder.tokenizer(caption)["input_ids"]) - 2
+    assert int(corpus.word_mask[3, 1].sum()) == pieces
+    alone, _ = encoder.encode_tokens([caption])
+    assert_close(corpus.words[3, 1, :pieces].float(), alone[0].float(), atol=2e-3, rtol=0)

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from common.io import atomic_path, atomic_write_json
@@ -319,6 +320,41 @@ class TransformersEncoder:
                 "truncated to their first tokens", stacklevel=2)
         return out
 
+    def encode_tokens(self, captions: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """Word-level features: (float16 Tensor[N, T, dim], bool Tensor[N, T]) — the last
+        hidden states of each caption's word pieces ([CLS], [SEP] and padding dropped),
+        left-aligned and zero-padded to the longest caption's T, and which are real. For
+        word–region matching in D (``loss.words`` in text2img.train); CLIP models give
+        their text tower's token states."""
+        captions = validate_captions(captions)
+        order = sorted(range(len(captions)), key=lambda i: len(captions[i]))
+        parts: list[tuple[list[int], Tensor, Tensor]] = []
+        text_model = getattr(self.model, "text_model", self.model)
+        with torch.inference_mode():
+            for s in range(0, len(order), self.batch_size):
+                idx = order[s : s + self.batch_size]
+                tok = self.tokenizer([captions[i] for i in idx], padding=True, truncation=True,
+                                     max_length=self.max_length, return_tensors="pt",
+                                     return_special_tokens_mask=True)
+                special = tok.pop("special_tokens_mask").bool()
+                hidden = text_model(**tok.to(self.device)).last_hidden_state.float().cpu()
+                keep = tok["attention_mask"].cpu().bool() & ~special
+                # Move each row's real tokens to the front (stable order), then trim.
+                rank = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
+                hidden = hidden.gather(1, rank[..., None].expand_as(hidden))
+                keep = keep.gather(1, rank)
+                hidden = hidden * keep[..., None]  # [SEP] and padding become zeros
+                width = max(int(keep.sum(1).max()), 1)
+                parts.append((idx, hidden[:, :width].half(), keep[:, :width]))
+        width = max((p[1].shape[1] for p in parts), default=1)
+        dim = parts[0][1].shape[2] if parts else self.dim  # hidden width (CLIP: pre-projection)
+        words = torch.zeros(len(captions), width, dim, dtype=torch.float16)
+        mask = torch.zeros(len(captions), width, dtype=torch.bool)
+        for idx, hidden, keep in parts:
+            words[idx, : hidden.shape[1]] = hidden
+            mask[idx, : keep.shape[1]] = keep
+        return words, mask
+
     def _count_truncated(self, batch: list[str]) -> int:
         # Cheap pre-filter: only long strings can exceed the limit (≥ 1 char per token).
         long = [c for c in batch if len(c) > self.max_length]
@@ -459,44 +495,89 @@ class EmbeddingCache:
     def encode(self, encoder: TextEncoder, captions: Sequence[str], *,
                dataset_hash: str | None = None, progress: bool = True) -> Tensor:
         """float32 Tensor[N, dim], from the cache or computed (unique captions once) and stored."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file, save_file
-
         captions = validate_captions(captions)
         text_hash = captions_hash(captions)
         path = self.path_for(encoder, dataset_hash or text_hash)
-        if path.exists():
-            try:
-                from safetensors import safe_open
-
-                with safe_open(str(path), "pt") as f:
-                    meta = f.metadata() or {}
-                emb = load_file(str(path))["embeddings"]
-                if meta.get("captions_hash") == text_hash and emb.shape == (len(captions),
-                                                                             encoder.dim):
-                    self.hits += 1
-                    return emb
-            except (OSError, SafetensorError, KeyError) as err:
-                print(f"warning: unreadable embedding cache {path} ({err}); recomputing",
-                      file=sys.stderr)
+        cached = self._read(path, text_hash)
+        if cached is not None and cached["embeddings"].shape == (len(captions), encoder.dim):
+            self.hits += 1
+            return cached["embeddings"]
         self.misses += 1
+        parts, rows = self._by_unique(encoder, captions, encoder.encode, progress)
+        table = torch.cat(parts) if parts else torch.zeros(0, encoder.dim)
+        emb = table[rows].contiguous()
+        self._write(path, {"embeddings": emb}, text_hash, encoder, len(captions))
+        return emb
+
+    def encode_tokens(self, encoder: TextEncoder, captions: Sequence[str], *,
+                      dataset_hash: str | None = None, progress: bool = True
+                      ) -> tuple[Tensor, Tensor]:
+        """(float16 Tensor[N, T, H], bool Tensor[N, T]): the encoder's word-level features
+        (:meth:`TransformersEncoder.encode_tokens`), cached as ``<dataset hash>.words``."""
+        if not hasattr(encoder, "encode_tokens"):
+            raise EncoderError(f"{encoder.name}: gives no word-level features; use a "
+                               "transformers encoder (minilm or hf:<model>)")
+        captions = validate_captions(captions)
+        text_hash = captions_hash(captions)
+        path = self.path_for(encoder, f"{dataset_hash or text_hash}.words")
+        cached = self._read(path, text_hash)
+        if cached is not None and len(cached.get("words", ())) == len(captions) \
+                and cached.get("mask") is not None:
+            self.hits += 1
+            return cached["words"], cached["mask"]
+        self.misses += 1
+        parts, rows = self._by_unique(encoder, captions, encoder.encode_tokens, progress)
+        width = max((w.shape[1] for w, _ in parts), default=1)
+        words = torch.cat([F.pad(w, (0, 0, 0, width - w.shape[1])) for w, _ in parts])[rows]
+        mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for _, m in parts])[rows]
+        words, mask = words.contiguous(), mask.contiguous()
+        self._write(path, {"words": words, "mask": mask}, text_hash, encoder, len(captions))
+        return words, mask
+
+    @staticmethod
+    def _read(path: Path, text_hash: str) -> dict[str, Tensor] | None:
+        """The tensors stored at ``path`` if it holds ``text_hash``'s captions, else None."""
+        from safetensors import SafetensorError, safe_open
+        from safetensors.torch import load_file
+
+        if not path.exists():
+            return None
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            if meta.get("captions_hash") == text_hash:
+                return load_file(str(path))
+        except (OSError, SafetensorError, KeyError) as err:
+            print(f"warning: unreadable embedding cache {path} ({err}); recomputing",
+                  file=sys.stderr)
+        return None
+
+    @staticmethod
+    def _write(path: Path, tensors: dict[str, Tensor], text_hash: str, encoder: TextEncoder,
+               n: int) -> None:
+        from safetensors.torch import save_file
+
+        meta = {"captions_hash": text_hash, "encoder": encoder.name, "n": str(n)}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+
+    @staticmethod
+    def _by_unique(encoder: TextEncoder, captions: list[str], fn: Any, progress: bool
+                   ) -> tuple[list[Any], Tensor]:
+        """``fn`` over the distinct captions in chunks (a progress bar for long lists): the
+        chunks' outputs and, per caption, its row in their concatenation."""
+        from tqdm import tqdm
+
         unique = list(dict.fromkeys(captions))
         index = {c: i for i, c in enumerate(unique)}
         chunk = max(encoder_batch(encoder) * 8, 256)
         parts = []
-        from tqdm import tqdm
-
         with tqdm(total=len(unique), desc=f"encoding captions ({encoder.name})", unit="cap",
                   disable=not progress or len(unique) <= chunk, file=sys.stderr) as bar:
             for s in range(0, len(unique), chunk):
-                parts.append(encoder.encode(unique[s : s + chunk]))
+                parts.append(fn(unique[s : s + chunk]))
                 bar.update(min(chunk, len(unique) - s))
-        table = torch.cat(parts) if parts else torch.zeros(0, encoder.dim)
-        emb = table[torch.tensor([index[c] for c in captions], dtype=torch.long)].contiguous()
-        meta = {"captions_hash": text_hash, "encoder": encoder.name, "n": str(len(captions))}
-        with atomic_path(path) as tmp:
-            save_file({"embeddings": emb}, str(tmp), metadata=meta)
-        return emb
+        return parts, torch.tensor([index[c] for c in captions], dtype=torch.long)
 
 
 def encoder_batch(encoder: TextEncoder) -> int:

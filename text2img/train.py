@@ -20,6 +20,9 @@ shared loop (:func:`common.training.train`) with a D phase and a G phase:
 * Optional (``loss.contrastive`` > 0): an image–caption InfoNCE over the batch on D's pooled
   features (XMC-GAN, Zhang et al. 2021, eqs. 2, 5, 6; :mod:`common.nn.contrastive`), as
   ``d/contrast`` on real images and ``g/contrast`` on G's fakes, each weighted by λ.
+* Optional (``loss.words`` > 0): the same InfoNCE on a word–region score (each word of the
+  caption attends over D's 4×4 map; XMC-GAN §3.2, AttnGAN's DAMSM), as ``d/words`` and
+  ``g/words``, over the encoder's word-level features (cached like the embeddings).
 
 Captions are embedded once by the frozen text encoder (``data.encoder``, cached on disk by
 :class:`text2img.encoders.EmbeddingCache`), never per step. G's exponential moving average
@@ -61,7 +64,7 @@ from common.losses import (
     kl_divergence,
     mismatch_indices,
 )
-from common.nn import EMA, ContrastiveCritic, contrastive_loss, fit_standardizers
+from common.nn import EMA, ContrastiveCritic, WordRegionCritic, contrastive_loss, fit_standardizers
 from common.rundir import Run, RunDirError, open_run
 from common.runtime import Runtime, broadcast_module
 from common.tracking import make_grid
@@ -143,6 +146,11 @@ class LossConfig:
     # on D's pooled features, D on real images, G on its fakes. 0 = off (StackGAN).
     contrastive: float = 0.0
     contrastive_tau: float = 0.1
+    # λ of the word–region contrastive terms d/words and g/words (XMC-GAN §3.2 region-word,
+    # AttnGAN's DAMSM attention; common/nn/contrastive.py WordRegionCritic): every word of a
+    # caption attends over D's 4×4 feature map. Needs the encoder's word-level features
+    # (cached once, ~0.8 GB for SynthBirds' 40,000 captions). 0 = off.
+    words: float = 0.0
     # Overrides of the per-head D weights (d/real, d/wrong, d/fake, d/match, d/mismatch)
     # and G weights (g/adv, g/match), keyed by logged name.
     weights: dict[str, float] = field(default_factory=dict)
@@ -221,6 +229,8 @@ class Corpus:
     attributes: np.ndarray | None = None  # [N, 8]
     mentions: np.ndarray | None = None  # [N, C, 8]
     class_ids: np.ndarray | None = None  # [N]
+    words: Tensor | None = None  # float16 [N, C, T, H]: word-level features (loss.words)
+    word_mask: Tensor | None = None  # bool [N, C, T]: which of them are real words
 
     def __len__(self) -> int:
         return len(self.embeddings)
@@ -268,7 +278,12 @@ def load_corpus(cfg: StackGANConfig, encoder: Any) -> Corpus:
         name, extra = f"{ds.name}-{ds.split}-{ds.dataset_hash}", {"class_ids": ds.class_ids}
     per_image = len(captions[0])
     flat = [c for caps in captions for c in caps]
-    emb = EmbeddingCache().encode(encoder, flat, dataset_hash=f"{name}-c{per_image}")
+    cache, key = EmbeddingCache(), f"{name}-c{per_image}"
+    emb = cache.encode(encoder, flat, dataset_hash=key)
+    if cfg.loss.words > 0:
+        words, mask = cache.encode_tokens(encoder, flat, dataset_hash=key)
+        extra.update(words=words.view(len(captions), per_image, *words.shape[1:]),
+                     word_mask=mask.view(len(captions), per_image, -1))
     return Corpus(images, emb.view(len(captions), per_image, -1), captions, **extra)
 
 
@@ -277,6 +292,8 @@ class Batch:
     image: Tensor  # (B, 3, R, R) in [-1, 1]
     emb: Tensor  # (B, E) one caption embedding per image
     wrong: Tensor  # (B,) index of a mismatched caption within the batch
+    words: Tensor | None = None  # (B, T, H) the caption's word features (loss.words)
+    word_mask: Tensor | None = None  # (B, T) which are real words
 
 
 def _pick_wrong(same: Tensor, gen: torch.Generator) -> Tensor:
@@ -354,8 +371,14 @@ class CaptionedImages:
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         x = x.contiguous(memory_format=self.format)
         emb = self.corpus.embeddings[idx, cap]
+        words = mask = None
+        if self.corpus.words is not None and self.corpus.word_mask is not None:
+            mask = self.corpus.word_mask[idx, cap]
+            width = max(int(mask.sum(1).max()), 1)  # trim the batch's padding
+            words = self.corpus.words[idx, cap, :width].float().to(self.device)
+            mask = mask[:, :width].to(self.device)
         return Batch(x.to(self.device), emb.to(self.device),
-                     self._wrong(idx, cap, emb).to(self.device))
+                     self._wrong(idx, cap, emb).to(self.device), words, mask)
 
     def state_dict(self) -> dict[str, Any]:
         return {"gen": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos}
@@ -436,6 +459,8 @@ def loss_weights(cfg: StackGANConfig) -> tuple[dict[str, float], dict[str, float
         g_w["g/kl"] = cfg.loss.kl
     if cfg.loss.contrastive > 0:
         d_w["d/contrast"] = g_w["g/contrast"] = cfg.loss.contrastive
+    if cfg.loss.words > 0:
+        d_w["d/words"] = g_w["g/words"] = cfg.loss.words
     if head == "split" and cfg.loss.fake_in_match:
         d_w["d/match_fake"] = 1.0
     for key, value in cfg.loss.weights.items():
@@ -453,10 +478,12 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
     kind, z_dim, smoothing = cfg.loss.kind, cfg.model.z_dim, cfg.loss.smoothing
     if smoothing and kind != "bce":
         raise ValueError(f"loss.smoothing applies to loss.kind=bce only, not {kind!r}")
-    if cfg.loss.contrastive < 0:
-        raise ValueError(f"loss.contrastive must be >= 0 (0 = off), got {cfg.loss.contrastive}")
+    for key in ("contrastive", "words"):
+        if getattr(cfg.loss, key) < 0:
+            raise ValueError(f"loss.{key} must be >= 0 (0 = off), got {getattr(cfg.loss, key)}")
     reuse: dict[str, Any] = {}  # the D phase's fakes, for the G phase (train.reuse_fake)
     contrast = cfg.loss.contrastive > 0  # D carries a ContrastiveCritic (build_stage)
+    words = cfg.loss.words > 0  # D carries a WordRegionCritic (build_stage)
 
     def d_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
         g, d = state.nets["g"], state.nets["d"]
@@ -464,7 +491,7 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
         with torch.set_grad_enabled(cfg.train.reuse_fake):
             fake = generate(g, lower, batch.emb, z)
         if cfg.train.reuse_fake:
-            reuse.update(fake=fake, emb=batch.emb)
+            reuse.update(fake=fake, emb=batch.emb, words=batch.words, mask=batch.word_mask)
         real_f = d.backbone(batch.image)  # real features once, for right and wrong captions
         fake_f = d.backbone(fake["image"].detach())
         real_right = _f32(d.head(real_f, batch.emb))
@@ -474,14 +501,18 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
                                       smoothing=smoothing, fake_in_match=cfg.loss.fake_in_match)
         if contrast:
             losses["d/contrast"] = contrastive_loss(d.contrast(real_f, batch.emb), batch.emb)
+        if words:
+            logits = d.words(real_f, batch.words, batch.word_mask)
+            losses["d/words"] = contrastive_loss(logits, batch.emb)
         return losses
 
     def g_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
         g, d = state.nets["g"], state.nets["d"]
         if reuse:
             fake, emb = reuse.pop("fake"), reuse.pop("emb")
+            word_feats, word_mask = reuse.pop("words"), reuse.pop("mask")
         else:
-            emb = batch.emb
+            emb, word_feats, word_mask = batch.emb, batch.words, batch.word_mask
             fake = generate(g, lower, emb, torch.randn(len(emb), z_dim, device=device))
         with no_param_grads(d):
             feats = d.backbone(fake["image"])
@@ -489,6 +520,8 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
             losses = conditional_g_losses(out, kind)
             if contrast:
                 losses["g/contrast"] = contrastive_loss(d.contrast(feats, emb), emb)
+            if words:
+                losses["g/words"] = contrastive_loss(d.words(feats, word_feats, word_mask), emb)
         ca = fake["ca"]
         if ca.logvar is not None:  # CA on
             # CA's KL (§3.2) per code dimension, like the official KL_loss (a mean, not a sum).
@@ -520,6 +553,12 @@ def build_stage(index: int, cfg: StackGANConfig, corpus: Corpus, runtime: Runtim
                             norm=cfg.model.d_norm)
     if cfg.loss.contrastive > 0:
         d.contrast = ContrastiveCritic(d.backbone.out_ch, embed_dim, tau=cfg.loss.contrastive_tau)
+    if cfg.loss.words > 0:
+        if corpus.words is None:
+            raise ValueError("loss.words > 0 needs the corpus's word features (load_corpus "
+                             "with the same config)")
+        d.words = WordRegionCritic(d.backbone.out_ch, corpus.words.shape[-1],
+                                   tau=cfg.loss.contrastive_tau)
     d = d.to(device)
     if cfg.model.cond_standardize:  # statistics of every training caption's embedding
         flat = corpus.embeddings.flatten(0, 1)  # (N·C, E)

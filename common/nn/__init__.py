@@ -10,7 +10,7 @@ from common.nn.blocks import (
     up_block,
 )
 from common.nn.ca import CAOut, ConditioningAugmentation, kl_divergence
-from common.nn.contrastive import ContrastiveCritic, contrastive_loss
+from common.nn.contrastive import ContrastiveCritic, WordRegionCritic, contrastive_loss
 from common.nn.ema import EMA
 from common.nn.standardize import Standardize, fit_standardizers
 
@@ -23,6 +23,7 @@ __all__ = [
     "GatedConv2d",
     "ResBlock",
     "Standardize",
+    "WordRegionCritic",
     "contrastive_loss",
     "down_block",
     "fit_standardizers",

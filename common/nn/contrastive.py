@@ -14,6 +14,12 @@ caption among the batch's). τ = 0.1 as in the paper.
 
 Rows with an identical condition (the same caption drawn twice in a batch) are not counted
 as negatives of each other.
+
+:class:`WordRegionCritic` is the word-level version (XMC-GAN §3.2, "region-word"; the
+attention and its aggregation are AttnGAN's DAMSM, Xu et al. 2018, §3.3 eqs. 9–11): every
+word of caption j attends over the regions of image i, and the pair's score says how well
+the attended regions match the words — so "red" next to "crown" can be checked where the
+crown is, which a pooled image vector cannot do.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from torch import Tensor, nn
 from common.nn.blocks import mlp
 from common.nn.standardize import Standardize
 
-__all__ = ["ContrastiveCritic", "contrastive_loss"]
+__all__ = ["ContrastiveCritic", "WordRegionCritic", "contrastive_loss"]
 
 
 class ContrastiveCritic(nn.Module):
@@ -56,6 +62,47 @@ class ContrastiveCritic(nn.Module):
         img = F.normalize(self.image(features), dim=-1)
         txt = F.normalize(self.cond(self.norm(cond.float())), dim=-1)
         return img @ txt.t() / self.tau
+
+
+class WordRegionCritic(nn.Module):
+    """(features Tensor[B, C, h, w], words Tensor[B, T, E], mask Tensor[B, T]) → logits [B, B].
+
+    Regions r = W_r features (the h·w positions), words w = g(LN(words)); for image i and
+    caption j, word t's region context is c_ijt = Σ_r softmax_r(ρ1 cos(w_jt, r_ir)) r_ir
+    (DAMSM eq. 9) and the pair scores S_ij = log(Σ_t exp(ρ2 cos(c_ijt, w_jt)))^(1/ρ2) over
+    caption j's real words (eq. 11); logits[i, j] = S_ij / τ for :func:`contrastive_loss`.
+    ``mask`` marks real words (padding False); a caption needs at least one.
+    """
+
+    def __init__(self, feat_ch: int, word_dim: int, dim: int = 128, tau: float = 0.1,
+                 sharpness: float = 4.0, aggregation: float = 5.0) -> None:
+        super().__init__()
+        if tau <= 0 or sharpness <= 0 or aggregation <= 0:
+            raise ValueError(f"tau, sharpness and aggregation must be > 0, got {tau}, "
+                             f"{sharpness}, {aggregation}")
+        self.tau, self.sharpness, self.aggregation = tau, sharpness, aggregation
+        self.region = nn.Conv2d(feat_ch, dim, 1)
+        self.norm = nn.LayerNorm(word_dim, elementwise_affine=False)
+        self.word = mlp(word_dim, dim, dim, depth=1, act="lrelu")
+
+    def forward(self, features: Tensor, words: Tensor, mask: Tensor) -> Tensor:
+        if features.dim() != 4 or words.dim() != 3 or mask.shape != words.shape[:2] \
+                or len(features) != len(words):
+            raise ValueError(
+                "WordRegionCritic needs features [B, C, h, w], words [B, T, E] and mask "
+                f"[B, T] with the same B; got {tuple(features.shape)}, {tuple(words.shape)} "
+                f"and {tuple(mask.shape)}")
+        if not bool(mask.any(dim=1).all()):
+            raise ValueError("WordRegionCritic: a caption has no real word (mask all False)")
+        regions = F.normalize(self.region(features.float()).flatten(2), dim=1)  # (B, d, R)
+        w = F.normalize(self.word(self.norm(words.float())), dim=-1)  # (B, T, d)
+        sim = torch.einsum("jtd,idr->ijtr", w, regions)  # (image i, caption j, word t, region r)
+        attn = torch.softmax(self.sharpness * sim, dim=-1)
+        context = F.normalize(torch.einsum("ijtr,idr->ijtd", attn, regions), dim=-1)
+        match = (context * w[None]).sum(-1)  # cos(c_ijt, w_jt): (B, B, T)
+        match = match.masked_fill(~mask[None], float("-inf"))
+        score = torch.logsumexp(self.aggregation * match, dim=-1) / self.aggregation
+        return score / self.tau
 
 
 def contrastive_loss(logits: Tensor, cond: Tensor | None = None) -> Tensor:
