@@ -288,6 +288,20 @@ class ProjectionHead(_Head):
             joint = self.psi(phi.sum(dim=1)) + proj.sum(dim=1, keepdim=True)  # (B, 1)
         return DOut(joint=joint)
 
+    def pairwise(self, features: Tensor, cond: Tensor) -> Tensor:
+        """The projection term for every (image i, condition j) of a batch: Tensor[B, B] of
+        ⟨V y_j, Σ_p φ_ip⟩ (the global joint logit of pair (i, j) minus ψ(φ_i), which is the
+        same along row i). A softmax over j of these scores is a contrastive loss on the
+        head's own matching term (ContraGAN's conditional contrastive idea, Kang & Park
+        2020, with XMC-GAN's image–text InfoNCE, Zhang et al. 2021 eq. 2); in patch mode
+        it is the sum of the per-position terms. cond: Tensor[B, E] (vector conditions)."""
+        f = self._check(features, cond)
+        if cond.dim() != 2:
+            raise ValueError("pairwise scores need vector conditions [B, E], got "
+                             f"{tuple(cond.shape)}")
+        pooled = f.sum(dim=(2, 3))  # (B, C)
+        return pooled @ self.embed(cond).t()
+
 
 def make_head(
     kind: str,
@@ -339,6 +353,12 @@ class StandardizedHead(nn.Module):
 
     def forward(self, features: Tensor, cond: Tensor | None = None) -> DOut:
         return self.head(features, None if cond is None else self.norm(cond))
+
+    def pairwise(self, features: Tensor, cond: Tensor) -> Tensor:
+        """The wrapped head's pairwise scores (:meth:`ProjectionHead.pairwise`)."""
+        if not hasattr(self.head, "pairwise"):
+            raise ValueError(f"{type(self.head).__name__} has no pairwise scores (projection only)")
+        return self.head.pairwise(features, self.norm(cond))
 
 
 class ConditionalDiscriminator(nn.Module):

@@ -213,3 +213,22 @@ def test_gradients_reach_backbone_and_head_through_every_output(kind, patch):
         assert first is not None and first.abs().sum() > 0, f"{kind}.{field}: no backbone grad"
         head_grads = [p.grad for p in D.head.parameters() if p.grad is not None]
         assert head_grads and any(g.abs().sum() > 0 for g in head_grads), f"{kind}.{field}"
+
+
+@pytest.mark.parametrize("patch", [False, True])
+def test_projection_pairwise_scores_are_the_joint_logit_of_every_pair_up_to_its_row(patch):
+    torch.manual_seed(0)
+    head = StandardizedHead(ProjectionHead(C, E, patch=patch, spectral=True), E).eval()
+    head.norm.fit(torch.randn(40, E) * 2 + 1)
+    f, y = torch.randn(B, C, H, W), torch.randn(B, E)
+    pairs = head.pairwise(f, y)
+    assert pairs.shape == (B, B)
+    for i in range(B):
+        for j in range(B):  # joint(i, j) − joint(i, i) = pairs[i, j] − pairs[i, i]
+            joint = head(f[i : i + 1], y[j : j + 1]).joint
+            own = head(f[i : i + 1], y[i : i + 1]).joint
+            assert_close((joint - own).sum(), pairs[i, j] - pairs[i, i], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="projection only"):
+        StandardizedHead(make_head("combined", C, E, spatial=(H, W)), E).pairwise(f, y)
+    with pytest.raises(ValueError, match=r"vector conditions \[B, E\]"):
+        head.head.pairwise(f, torch.randn(B, E, H, W))

@@ -506,3 +506,25 @@ def test_corpus_carries_word_features_only_when_asked(tmp_path) -> None:
     assert int(corpus.word_mask[3, 1].sum()) == pieces
     alone, _ = encoder.encode_tokens([caption])
     assert_close(corpus.words[3, 1, :pieces].float(), alone[0].float(), atol=2e-3, rtol=0)
+
+
+def test_head_nce_trains_the_projection_heads_own_matching_term(tmp_path) -> None:
+    cfg = load_config(t2i.StackGANConfig, TINY, ["model.d_head=projection", "loss.head_nce=0.5"])
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
+    stage = t2i.build_stage(1, cfg, _corpus(), runtime, tmp_path, "hash")
+    g, d = stage.state.nets["g"], stage.state.nets["d"]
+    d_phase, g_phase = stage.phases
+    assert d_phase.weights["d/head_nce"] == g_phase.weights["g/head_nce"] == 0.5
+    d_losses = d_phase.loss_fn(stage.state, stage.data.next())
+    d_losses["d/head_nce"].backward()  # real images: the head's V and the backbone
+    assert all(p.grad is None for p in g.parameters())
+    embed = d.head.head.embed
+    assert next(p for n, p in embed.named_parameters() if "weight" in n).grad.abs().sum() > 0
+    d.zero_grad(set_to_none=True)
+    g_losses = g_phase.loss_fn(stage.state, stage.data.next())
+    g_losses["g/head_nce"].backward()
+    assert all(p.grad is None for p in d.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
+    combined = load_config(t2i.StackGANConfig, TINY, ["model.d_head=combined", "loss.head_nce=1"])
+    with pytest.raises(ValueError, match="projection head's matching term"):
+        t2i.build_phases(combined, None, torch.device("cpu"))

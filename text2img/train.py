@@ -151,6 +151,10 @@ class LossConfig:
     # caption attends over D's 4×4 feature map. Needs the encoder's word-level features
     # (cached once, ~0.8 GB for SynthBirds' 40,000 captions). 0 = off.
     words: float = 0.0
+    # λ of d/head_nce and g/head_nce: the same InfoNCE over the batch's captions on the
+    # projection head's own matching term ⟨V e_j, Σφ_i⟩ (ProjectionHead.pairwise), so the
+    # head G is trained against sees B − 1 wrong captions per image, not one. 0 = off.
+    head_nce: float = 0.0
     # Overrides of the per-head D weights (d/real, d/wrong, d/fake, d/match, d/mismatch)
     # and G weights (g/adv, g/match), keyed by logged name.
     weights: dict[str, float] = field(default_factory=dict)
@@ -461,6 +465,8 @@ def loss_weights(cfg: StackGANConfig) -> tuple[dict[str, float], dict[str, float
         d_w["d/contrast"] = g_w["g/contrast"] = cfg.loss.contrastive
     if cfg.loss.words > 0:
         d_w["d/words"] = g_w["g/words"] = cfg.loss.words
+    if cfg.loss.head_nce > 0:
+        d_w["d/head_nce"] = g_w["g/head_nce"] = cfg.loss.head_nce
     if head == "split" and cfg.loss.fake_in_match:
         d_w["d/match_fake"] = 1.0
     for key, value in cfg.loss.weights.items():
@@ -478,12 +484,16 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
     kind, z_dim, smoothing = cfg.loss.kind, cfg.model.z_dim, cfg.loss.smoothing
     if smoothing and kind != "bce":
         raise ValueError(f"loss.smoothing applies to loss.kind=bce only, not {kind!r}")
-    for key in ("contrastive", "words"):
+    if cfg.loss.head_nce > 0 and cfg.model.d_head != "projection":
+        raise ValueError(f"loss.head_nce scores the projection head's matching term; "
+                         f"model.d_head is {cfg.model.d_head!r}")
+    for key in ("contrastive", "words", "head_nce"):
         if getattr(cfg.loss, key) < 0:
             raise ValueError(f"loss.{key} must be >= 0 (0 = off), got {getattr(cfg.loss, key)}")
     reuse: dict[str, Any] = {}  # the D phase's fakes, for the G phase (train.reuse_fake)
     contrast = cfg.loss.contrastive > 0  # D carries a ContrastiveCritic (build_stage)
     words = cfg.loss.words > 0  # D carries a WordRegionCritic (build_stage)
+    head_nce = cfg.loss.head_nce > 0
 
     def d_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
         g, d = state.nets["g"], state.nets["d"]
@@ -504,6 +514,9 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
         if words:
             logits = d.words(real_f, batch.words, batch.word_mask)
             losses["d/words"] = contrastive_loss(logits, batch.emb)
+        if head_nce:
+            pairs = d.head.pairwise(real_f, batch.emb).float()
+            losses["d/head_nce"] = contrastive_loss(pairs, batch.emb)
         return losses
 
     def g_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
@@ -522,6 +535,9 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
                 losses["g/contrast"] = contrastive_loss(d.contrast(feats, emb), emb)
             if words:
                 losses["g/words"] = contrastive_loss(d.words(feats, word_feats, word_mask), emb)
+            if head_nce:
+                pairs = d.head.pairwise(feats, emb).float()
+                losses["g/head_nce"] = contrastive_loss(pairs, emb)
         ca = fake["ca"]
         if ca.logvar is not None:  # CA on
             # CA's KL (§3.2) per code dimension, like the official KL_loss (a mean, not a sum).
