@@ -30,7 +30,9 @@ one warning per call.
 
 :class:`EmbeddingCache` stores embeddings under
 ``$CGAN_CACHE/embeddings/<encoder hash>/<dataset hash>.safetensors``; a second request for
-the same captions reads the file and never calls the encoder.
+the same captions reads the file and never calls the encoder. Transformers encoders also give
+word-level features (``encode_tokens``: each caption's word-piece states, for D's word–region
+matching); the cache keeps those as ``<dataset hash>.words.safetensors`` (float16).
 """
 
 from __future__ import annotations
