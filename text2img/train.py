@@ -23,6 +23,10 @@ shared loop (:func:`common.training.train`) with a D phase and a G phase:
 * Optional (``loss.words`` > 0): the same InfoNCE on a word–region score (each word of the
   caption attends over D's 4×4 map; XMC-GAN §3.2, AttnGAN's DAMSM), as ``d/words`` and
   ``g/words``, over the encoder's word-level features (cached like the embeddings).
+* Optional (``loss.head_nce`` > 0, projection head): the same InfoNCE on the head's own
+  matching term ⟨V e_j, Σφ(x_i)⟩ for every image–caption pair of the batch
+  (:meth:`common.discriminators.ProjectionHead.pairwise`), as ``d/head_nce`` and
+  ``g/head_nce``: the score G is trained against sees B − 1 wrong captions per image.
 
 Captions are embedded once by the frozen text encoder (``data.encoder``, cached on disk by
 :class:`text2img.encoders.EmbeddingCache`), never per step. G's exponential moving average
@@ -485,7 +489,7 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
     if smoothing and kind != "bce":
         raise ValueError(f"loss.smoothing applies to loss.kind=bce only, not {kind!r}")
     if cfg.loss.head_nce > 0 and cfg.model.d_head != "projection":
-        raise ValueError(f"loss.head_nce scores the projection head's matching term; "
+        raise ValueError("loss.head_nce scores the projection head's matching term; "
                          f"model.d_head is {cfg.model.d_head!r}")
     for key in ("contrastive", "words", "head_nce"):
         if getattr(cfg.loss, key) < 0:
