@@ -500,10 +500,10 @@ class EmbeddingCache:
         captions = validate_captions(captions)
         text_hash = captions_hash(captions)
         path = self.path_for(encoder, dataset_hash or text_hash)
-        cached = self._read(path, text_hash)
-        if cached is not None and cached["embeddings"].shape == (len(captions), encoder.dim):
+        cached = (self._read(path, text_hash) or {}).get("embeddings")
+        if cached is not None and cached.shape == (len(captions), encoder.dim):
             self.hits += 1
-            return cached["embeddings"]
+            return cached
         self.misses += 1
         parts, rows = self._by_unique(encoder, captions, encoder.encode, progress)
         table = torch.cat(parts) if parts else torch.zeros(0, encoder.dim)
@@ -529,7 +529,10 @@ class EmbeddingCache:
             return cached["words"], cached["mask"]
         self.misses += 1
         parts, rows = self._by_unique(encoder, captions, encoder.encode_tokens, progress)
-        width = max((w.shape[1] for w, _ in parts), default=1)
+        if not parts:  # no captions
+            empty = torch.zeros(0, 1, encoder.dim, dtype=torch.float16)
+            return empty, torch.zeros(0, 1, dtype=torch.bool)
+        width = max(w.shape[1] for w, _ in parts)
         words = torch.cat([F.pad(w, (0, 0, 0, width - w.shape[1])) for w, _ in parts])[rows]
         mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for _, m in parts])[rows]
         words, mask = words.contiguous(), mask.contiguous()
