@@ -48,7 +48,7 @@ import tempfile
 import time
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -306,13 +306,10 @@ class TransformersEncoder:
         captions = validate_captions(captions)
         if not captions:
             return torch.zeros(0, self.dim)
-        # Sort by length so each batch pads little; restore the order at the end.
-        order = sorted(range(len(captions)), key=lambda i: len(captions[i]))
         out = torch.empty(len(captions), self.dim)
         truncated = 0
         with torch.inference_mode():
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s : s + self.batch_size]
+            for idx in self._length_batches(captions):
                 batch = [captions[i] for i in idx]
                 out[idx] = self._forward(batch).cpu()
                 truncated += self._count_truncated(batch)
@@ -329,12 +326,10 @@ class TransformersEncoder:
         word–region matching in D (``loss.words`` in text2img.train); CLIP models give
         their text tower's token states."""
         captions = validate_captions(captions)
-        order = sorted(range(len(captions)), key=lambda i: len(captions[i]))
         parts: list[tuple[list[int], Tensor, Tensor]] = []
         text_model = getattr(self.model, "text_model", self.model)
         with torch.inference_mode():
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s : s + self.batch_size]
+            for idx in self._length_batches(captions):
                 tok = self.tokenizer([captions[i] for i in idx], padding=True, truncation=True,
                                      max_length=self.max_length, return_tensors="pt",
                                      return_special_tokens_mask=True)
@@ -356,6 +351,13 @@ class TransformersEncoder:
             words[idx, : hidden.shape[1]] = hidden
             mask[idx, : keep.shape[1]] = keep
         return words, mask
+
+    def _length_batches(self, captions: list[str]) -> Iterator[list[int]]:
+        """Caption indices in batches of similar length (little padding per batch); the
+        callers write each batch's outputs back at these indices."""
+        order = sorted(range(len(captions)), key=lambda i: len(captions[i]))
+        for s in range(0, len(order), self.batch_size):
+            yield order[s : s + self.batch_size]
 
     def _count_truncated(self, batch: list[str]) -> int:
         # Cheap pre-filter: only long strings can exceed the limit (≥ 1 char per token).
