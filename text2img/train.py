@@ -27,6 +27,10 @@ shared loop (:func:`common.training.train`) with a D phase and a G phase:
   matching term ⟨V e_j, Σφ(x_i)⟩ for every image–caption pair of the batch
   (:meth:`common.discriminators.ProjectionHead.pairwise`), as ``d/head_nce`` and
   ``g/head_nce``: the score G is trained against sees B − 1 wrong captions per image.
+* Optional (``loss.matcher`` > 0): ``g/matcher``, the symmetric InfoNCE of G's images
+  against the batch's captions under a frozen image–caption matcher trained once on the
+  real training pairs (:mod:`text2img.matcher`; AttnGAN's DAMSM loss, eq. 3). D is as
+  above; the matcher does not adapt to G.
 
 Captions are embedded once by the frozen text encoder (``data.encoder``, cached on disk by
 :class:`text2img.encoders.EmbeddingCache`), never per step. G's exponential moving average
@@ -73,6 +77,7 @@ from common.rundir import Run, RunDirError, open_run
 from common.runtime import Runtime, broadcast_module
 from common.tracking import make_grid
 from common.training import Hook, NonFiniteLossError, Phase, TrainState, restore, train
+from text2img.matcher import MatcherConfig, load_or_train_matcher, symmetric_nce
 from text2img.models import (
     StageIGenerator,
     StageIIGenerator,
@@ -159,6 +164,10 @@ class LossConfig:
     # projection head's own matching term ⟨V e_j, Σφ_i⟩ (ProjectionHead.pairwise), so the
     # head G is trained against sees B − 1 wrong captions per image, not one. 0 = off.
     head_nce: float = 0.0
+    # λ of g/matcher: a frozen image–caption matcher, trained once on the real training
+    # pairs (text2img/matcher.py; AttnGAN's DAMSM sentence loss, Xu et al. 2018 eqs. 3,
+    # 10–13), scores G's images against the batch's captions. 0 = off.
+    matcher: float = 0.0
     # Overrides of the per-head D weights (d/real, d/wrong, d/fake, d/match, d/mismatch)
     # and G weights (g/adv, g/match), keyed by logged name.
     weights: dict[str, float] = field(default_factory=dict)
@@ -213,6 +222,7 @@ class StackGANConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     probes: ProbeConfig = field(default_factory=ProbeConfig)
     eval: EvalSection = field(default_factory=EvalSection)
+    matcher: MatcherConfig = field(default_factory=MatcherConfig)  # used when loss.matcher > 0
     run: RunConfig = field(
         default_factory=lambda: RunConfig(log_every=50, sample_every=500, checkpoint_every=500)
     )
@@ -239,6 +249,7 @@ class Corpus:
     class_ids: np.ndarray | None = None  # [N]
     words: Tensor | None = None  # float16 [N, C, T, H]: word-level features (loss.words)
     word_mask: Tensor | None = None  # bool [N, C, T]: which of them are real words
+    key: str = ""  # identifies the images and the embedded captions (caches built on them)
 
     def __len__(self) -> int:
         return len(self.embeddings)
@@ -292,7 +303,8 @@ def load_corpus(cfg: StackGANConfig, encoder: Any) -> Corpus:
         words, mask = cache.encode_tokens(encoder, flat, dataset_hash=key)
         extra.update(words=words.view(len(captions), per_image, *words.shape[1:]),
                      word_mask=mask.view(len(captions), per_image, -1))
-    return Corpus(images, emb.view(len(captions), per_image, -1), captions, **extra)
+    return Corpus(images, emb.view(len(captions), per_image, -1), captions,
+                  key=f"{key}-{d.encoder}-{'-'.join(map(str, sizes))}", **extra)
 
 
 @dataclass
@@ -471,6 +483,8 @@ def loss_weights(cfg: StackGANConfig) -> tuple[dict[str, float], dict[str, float
         d_w["d/words"] = g_w["g/words"] = cfg.loss.words
     if cfg.loss.head_nce > 0:
         d_w["d/head_nce"] = g_w["g/head_nce"] = cfg.loss.head_nce
+    if cfg.loss.matcher > 0:
+        g_w["g/matcher"] = cfg.loss.matcher
     if head == "split" and cfg.loss.fake_in_match:
         d_w["d/match_fake"] = 1.0
     for key, value in cfg.loss.weights.items():
@@ -482,16 +496,19 @@ def loss_weights(cfg: StackGANConfig) -> tuple[dict[str, float], dict[str, float
     return d_w, g_w
 
 
-def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.device
-                 ) -> list[Phase]:
-    """The D and G phases of one stage (what each loss is: see the module docstring)."""
+def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.device,
+                 matcher: nn.Module | None = None) -> list[Phase]:
+    """The D and G phases of one stage (what each loss is: see the module docstring).
+    ``matcher``: the frozen image–caption matcher, required when ``loss.matcher`` > 0."""
     kind, z_dim, smoothing = cfg.loss.kind, cfg.model.z_dim, cfg.loss.smoothing
     if smoothing and kind != "bce":
         raise ValueError(f"loss.smoothing applies to loss.kind=bce only, not {kind!r}")
     if cfg.loss.head_nce > 0 and cfg.model.d_head != "projection":
         raise ValueError("loss.head_nce scores the projection head's matching term; "
                          f"model.d_head is {cfg.model.d_head!r}")
-    for key in ("contrastive", "words", "head_nce"):
+    if cfg.loss.matcher > 0 and matcher is None:
+        raise ValueError("loss.matcher > 0 needs the trained matcher (load_or_train_matcher)")
+    for key in ("contrastive", "words", "head_nce", "matcher"):
         if getattr(cfg.loss, key) < 0:
             raise ValueError(f"loss.{key} must be >= 0 (0 = off), got {getattr(cfg.loss, key)}")
     reuse: dict[str, Any] = {}  # the D phase's fakes, for the G phase (train.reuse_fake)
@@ -542,6 +559,8 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
             if head_nce:
                 pairs = d.head.pairwise(feats, emb).float()
                 losses["g/head_nce"] = contrastive_loss(pairs, emb)
+        if matcher is not None and cfg.loss.matcher > 0:  # frozen: gradients reach G only
+            losses["g/matcher"] = symmetric_nce(matcher(fake["image"], emb).float(), emb)
         ca = fake["ca"]
         if ca.logvar is not None:  # CA on
             # CA's KL (§3.2) per code dimension, like the official KL_loss (a mean, not a sum).
@@ -558,8 +577,10 @@ def _adam(params, lr: float, betas: list[float], device: torch.device) -> torch.
 
 
 def build_stage(index: int, cfg: StackGANConfig, corpus: Corpus, runtime: Runtime,
-                run_dir: Path, config_hash: str, lower: nn.Module | None = None) -> Stage:
-    """Networks, optimisers, EMA, phases, data and checkpointer of stage ``index``."""
+                run_dir: Path, config_hash: str, lower: nn.Module | None = None,
+                matcher: nn.Module | None = None) -> Stage:
+    """Networks, optimisers, EMA, phases, data and checkpointer of stage ``index``
+    (``matcher``: see :func:`build_phases`)."""
     device, embed_dim = runtime.device, corpus.embeddings.shape[-1]
     stage_cfg = cfg.train.stage1 if index == 1 else cfg.train.stage2
     resolution = cfg.model.stage1_res if index == 1 else cfg.model.stage2_res
@@ -603,7 +624,7 @@ def build_stage(index: int, cfg: StackGANConfig, corpus: Corpus, runtime: Runtim
                            channels_last=runtime.channels_last, hard_wrong=cfg.data.hard_wrong)
     ck = Checkpointer(run_dir / "checkpoints" / f"stage{index}", config_hash,
                       keep=cfg.run.keep_checkpoints, rank=runtime.rank)
-    return Stage(index, resolution, state, build_phases(cfg, lower, device), data, ck,
+    return Stage(index, resolution, state, build_phases(cfg, lower, device, matcher), data, ck,
                  stage_cfg.steps, lower)
 
 
@@ -841,7 +862,12 @@ def _main(cfg: StackGANConfig, inv: Any, run: Run) -> dict[str, Any]:
         encoder = get_encoder(cfg.data.encoder)
         corpus = load_corpus(cfg, encoder)
         probes = Probes.load_or_create(run.dir, cfg, encoder, corpus, write=run.runtime.is_main)
-        s1 = build_stage(1, cfg, corpus, run.runtime, run.dir, run.config_hash)
+        matcher = None
+        if cfg.loss.matcher > 0:
+            matcher = load_or_train_matcher(cfg.matcher, corpus.images, corpus.embeddings,
+                                            corpus.key).to(device)
+        s1 = build_stage(1, cfg, corpus, run.runtime, run.dir, run.config_hash,
+                         matcher=matcher)
     except (ConfigError, DatasetError, EncoderError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -857,7 +883,8 @@ def _main(cfg: StackGANConfig, inv: Any, run: Run) -> dict[str, Any]:
         stages = {"stage1": s1.state.step}
         g2 = None
         if cfg.train.stage2.steps > 0:
-            s2 = build_stage(2, cfg, corpus, run.runtime, run.dir, run.config_hash, lower=g1)
+            s2 = build_stage(2, cfg, corpus, run.runtime, run.dir, run.config_hash, lower=g1,
+                             matcher=matcher)
             if inv.resume:
                 _resume_stage(s2, run)
                 if s2_ck.latest() is not None:

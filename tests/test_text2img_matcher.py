@@ -1,0 +1,136 @@
+"""The frozen image–caption matcher (text2img/matcher.py) and its G loss in StackGAN."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.testing import assert_close
+
+import text2img.matcher as tm
+import text2img.train as t2i
+from common.config import RuntimeConfig, load_config
+from common.runtime import setup_runtime
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "text2img" / "tiny.yaml"
+SMALL = tm.MatcherConfig(widths=[8, 16], dim=16, size=16, steps=150, batch_size=32,
+                         lr=3e-3, holdout=64)
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path, monkeypatch):
+    monkeypatch.setenv("CGAN_CACHE", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+
+
+def _colour_pairs(n: int = 320, captions: int = 2, e: int = 12):
+    """Images of one random colour each (+ pixel noise) at 8 and 16 px; each image's
+    'captions' are a fixed random linear map of its colour, plus a little noise."""
+    gen = torch.Generator().manual_seed(0)
+    rgb = torch.rand(n, 3, generator=gen)
+    mix = torch.randn(3, e, generator=gen)
+    emb = (rgb @ mix)[:, None, :] + 0.02 * torch.randn(n, captions, e, generator=gen)
+    images = {}
+    for r in (8, 16):
+        x = rgb[:, :, None, None].expand(n, 3, r, r) * 255
+        x = x + 8 * torch.randn(n, 3, r, r, generator=gen)
+        images[r] = x.clamp(0, 255).round().to(torch.uint8)
+    return images, emb
+
+
+def test_matcher_learns_which_caption_belongs_to_which_image() -> None:
+    images, emb = _colour_pairs()
+    untrained = tm.ImageTextMatcher(SMALL, emb.shape[-1]).eval()
+    held = slice(len(emb) - SMALL.holdout, None)
+    before = tm.retrieval_accuracy(untrained, images[16][held], emb[held], batch=16)
+    matcher, stats = tm.train_matcher(SMALL, images, emb, progress=False)
+    # chance is 1/16; the held-out images were never trained on
+    assert before < 0.25
+    for r in ("8", "16"):
+        assert stats["heldout_r1_of_64"][r] > 0.6  # among 64 close colours
+        assert tm.retrieval_accuracy(matcher, images[int(r)][held], emb[held], batch=16) > 0.85
+    assert not any(p.requires_grad for p in matcher.parameters())
+
+
+def test_symmetric_nce_counts_both_directions_and_skips_duplicate_captions() -> None:
+    logits = torch.tensor([[3.0, 0.0, 1.0], [0.5, 2.0, 0.0], [0.0, 1.0, 1.0]])
+    cond = torch.eye(3)
+    rows = torch.nn.functional.cross_entropy(logits, torch.arange(3))
+    cols = torch.nn.functional.cross_entropy(logits.t(), torch.arange(3))
+    assert_close(tm.symmetric_nce(logits, cond), 0.5 * (rows + cols))
+    dup = cond.clone()
+    dup[2] = dup[0]  # captions 0 and 2 are the same sentence: not each other's negatives
+    masked = logits.clone()
+    masked[0, 2] = masked[2, 0] = float("-inf")
+    rows = torch.nn.functional.cross_entropy(masked, torch.arange(3))
+    cols = torch.nn.functional.cross_entropy(masked.t(), torch.arange(3))
+    assert_close(tm.symmetric_nce(logits, dup), 0.5 * (rows + cols))
+
+
+def test_trained_matcher_is_cached_by_corpus_and_config(monkeypatch) -> None:
+    images, emb = _colour_pairs()
+    cfg = tm.MatcherConfig(**{**SMALL.__dict__, "steps": 5})
+    first = tm.load_or_train_matcher(cfg, images, emb, "colours-v1", progress=False)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached matcher was trained again")
+
+    monkeypatch.setattr(tm, "train_matcher", no_training)
+    again = tm.load_or_train_matcher(cfg, images, emb, "colours-v1", progress=False)
+    for (k, a), (_, b) in zip(first.state_dict().items(), again.state_dict().items(), strict=True):
+        assert_close(a, b, msg=k)
+    assert again.meta["corpus"] == "colours-v1" and not again.training
+    with pytest.raises(AssertionError, match="trained again"):  # another corpus: new key
+        tm.load_or_train_matcher(cfg, images, emb, "colours-v2", progress=False)
+    with pytest.raises(ValueError, match="corpus's key"):
+        tm.load_or_train_matcher(cfg, images, emb, "", progress=False)
+
+
+def test_g_matcher_term_trains_g_through_the_frozen_matcher(tmp_path) -> None:
+    cfg = load_config(t2i.StackGANConfig, TINY, ["loss.matcher=2"])
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
+    gen = torch.Generator().manual_seed(0)
+    images = {r: torch.randint(0, 256, (12, 3, r, r), generator=gen, dtype=torch.uint8)
+              for r in (16, 32)}
+    rng = np.random.default_rng(0)
+    corpus = t2i.Corpus(images, torch.randn(12, 3, 16, generator=gen),
+                        attributes=rng.integers(0, 3, (12, 8)),
+                        mentions=rng.random((12, 3, 8)) < .4, key="random-12")
+    with pytest.raises(ValueError, match="needs the trained matcher"):
+        t2i.build_stage(1, cfg, corpus, runtime, tmp_path, "hash")
+    matcher = tm.ImageTextMatcher(SMALL, 16).eval().requires_grad_(False)
+    stage = t2i.build_stage(1, cfg, corpus, runtime, tmp_path, "hash", matcher=matcher)
+    g, d = stage.state.nets["g"], stage.state.nets["d"]
+    d_phase, g_phase = stage.phases
+    assert g_phase.weights["g/matcher"] == 2.0 and "d/matcher" not in d_phase.weights
+    losses = g_phase.loss_fn(stage.state, stage.data.next())
+    assert losses["g/matcher"].item() > 0
+    losses["g/matcher"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
+    assert all(p.grad is None for p in [*d.parameters(), *matcher.parameters()])
+
+
+def test_training_entry_trains_caches_and_reuses_the_matcher(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    small = ["loss.matcher=1", "matcher.steps=3", "matcher.widths=[4, 8]", "matcher.dim=8",
+             "matcher.size=16", "matcher.batch_size=8", "matcher.holdout=8",
+             "eval.enabled=false", "run.wandb_mode=disabled", "train.stage1.steps=2",
+             "train.stage2.steps=2"]
+    t2i.main(["--config", str(TINY), "--run-dir", str(tmp_path / "a"), *small])
+    folders = list((tmp_path / "cache" / "matcher").iterdir())
+    assert len(folders) == 1 and (folders[0] / "matcher.json").is_file()
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    for stage in (1, 2):
+        assert any(f"train/stage{stage}/g/matcher" in row for row in rows)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached matcher was trained again")
+
+    monkeypatch.setattr(tm, "train_matcher", no_training)
+    t2i.main(["--config", str(TINY), "--run-dir", str(tmp_path / "b"), *small, "seed=1"])
+    assert list((tmp_path / "cache" / "matcher").iterdir()) == folders

@@ -1,0 +1,210 @@
+"""A frozen image–caption matcher that G learns to satisfy (AttnGAN's DAMSM idea).
+
+AttnGAN (Xu et al. 2018, §3.3) pre-trains an image encoder and a text encoder so that each
+image scores its own caption above the other captions of a batch (the sentence-level DAMSM
+terms, eqs. 10–13), freezes them, and adds their loss on G's images to G's objective with a
+weight λ (eq. 3, λ = 5 on CUB). Unlike D and D's contrastive critics, the matcher does not
+co-adapt with G: it is trained once, to convergence, on real (image, caption) pairs only,
+so what it checks — here every colour the captions name — is learnt from real birds, not
+from what G draws so far.
+
+Here the text side is the same frozen sentence embedding the GAN is conditioned on; the
+matcher learns a small image CNN plus a projection of that embedding (the score is
+:class:`common.nn.ContrastiveCritic`'s cosine / τ over avg+max pooled CNN features) with the
+symmetric in-batch InfoNCE (DAMSM's L_1^s + L_2^s). It sees every stage resolution (each
+training batch mixes them in equal parts, resized to one input size), so one matcher
+serves both stages. No attribute labels are used: only images and their captions.
+
+Trained matchers are cached under ``$CGAN_CACHE/matcher/<key>/``; the key hashes the
+training corpus (its images and embedded captions: ``Corpus.key``), the resolutions and
+the matcher config. Training takes a few minutes on one core and happens on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from common.config import to_dict
+from common.io import atomic_path, atomic_write_json
+from common.nn import ContrastiveCritic, contrastive_loss, down_block, fit_standardizers
+from common.paths import cache_dir, short_hash
+
+__all__ = ["ImageTextMatcher", "MatcherConfig", "load_or_train_matcher", "matcher_key",
+           "retrieval_accuracy", "symmetric_nce", "train_matcher"]
+
+MATCHER_VERSION = 1  # bump when the network or the training recipe changes
+
+
+@dataclass
+class MatcherConfig:
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 192])  # stride-2 stages
+    dim: int = 128  # joint embedding size
+    tau: float = 0.1  # DAMSM's γ3 = 10
+    size: int = 64  # every image is resized to this before the CNN
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    noise: float = 0.05  # max std of additive pixel noise (robustness to generated images)
+    holdout: int = 256  # training images kept out to report retrieval accuracy
+    seed: int = 0
+
+
+class ImageTextMatcher(nn.Module):
+    """(images Tensor[B, 3, R, R] in [-1, 1], cond Tensor[B, E]) → logits Tensor[B, B]
+    (cosine of image i and caption j over τ)."""
+
+    def __init__(self, cfg: MatcherConfig, embed_dim: int) -> None:
+        super().__init__()
+        chans = [3, *cfg.widths]
+        self.size = cfg.size
+        self.cnn = nn.Sequential(*[down_block(a, b, norm="bn")
+                                   for a, b in zip(chans[:-1], chans[1:], strict=True)])
+        # avg + max pooling: max keeps small parts (beak, crown) a mean over the map dilutes
+        self.critic = ContrastiveCritic(2 * cfg.widths[-1], embed_dim, cfg.dim, cfg.tau)
+
+    def image_features(self, images: Tensor) -> Tensor:
+        x = images.float()
+        if x.shape[-1] < self.size:
+            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+        elif x.shape[-1] > self.size:
+            x = F.interpolate(x, size=self.size, mode="area")
+        h = self.cnn(x)
+        return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+
+    def forward(self, images: Tensor, cond: Tensor) -> Tensor:
+        return self.critic(self.image_features(images), cond)
+
+
+def symmetric_nce(logits: Tensor, cond: Tensor) -> Tensor:
+    """DAMSM's sentence loss L_1^s + L_2^s (eqs. 12–13), halved: images pick their caption
+    among the batch's and captions their image; duplicate captions are not negatives."""
+    return 0.5 * (contrastive_loss(logits, cond) + contrastive_loss(logits.t(), cond))
+
+
+def matcher_key(cfg: MatcherConfig, corpus_key: str, sizes: list[int]) -> str:
+    return short_hash({"version": MATCHER_VERSION, "corpus": corpus_key, "sizes": sorted(sizes),
+                       "config": to_dict(cfg)})
+
+
+def _batch(images: dict[int, Tensor], emb: Tensor, idx: Tensor, sizes: list[int],
+           cfg: MatcherConfig, gen: torch.Generator) -> tuple[list[Tensor], Tensor]:
+    """A training batch: equal parts at each resolution, random flips and caption choice."""
+    parts = []
+    for r, chunk in zip(sizes, idx.tensor_split(len(sizes)), strict=True):
+        x = images[r][chunk].float().div_(127.5).sub_(1.0)
+        flip = torch.rand(len(x), generator=gen) < 0.5
+        x[flip] = x[flip].flip(-1)
+        if cfg.noise > 0:
+            sigma = torch.rand(len(x), 1, 1, 1, generator=gen) * cfg.noise
+            x = x + sigma * torch.randn(x.shape, generator=gen)
+        parts.append(x)
+    cap = torch.randint(emb.shape[1], (len(idx),), generator=gen)
+    return parts, emb[idx, cap]
+
+
+def _logits(matcher: ImageTextMatcher, parts: list[Tensor], cond: Tensor) -> Tensor:
+    feats = torch.cat([matcher.image_features(x) for x in parts])
+    return matcher.critic(feats, cond)
+
+
+@torch.no_grad()
+def retrieval_accuracy(matcher: ImageTextMatcher, images: Tensor, emb: Tensor,
+                       batch: int = 64) -> float:
+    """Share of images whose own (first) caption scores highest among ``batch`` captions."""
+    matcher.eval()
+    hits, total = 0, 0
+    for s in range(0, len(images) - batch + 1, batch):
+        x = images[s:s + batch].float().div(127.5).sub(1.0)
+        cond = emb[s:s + batch, 0]
+        logits = matcher(x, cond)
+        hits += int((logits.argmax(1) == torch.arange(len(x))).sum())
+        total += len(x)
+    return hits / max(total, 1)
+
+
+def train_matcher(cfg: MatcherConfig, images: dict[int, Tensor], emb: Tensor,
+                  progress: bool = True) -> tuple[ImageTextMatcher, dict[str, Any]]:
+    """Train on ``images`` (resolution → uint8 Tensor[N, 3, R, R]) and their captions'
+    embeddings ``emb`` (Tensor[N, C, E]); the last ``cfg.holdout`` images are kept out and
+    scored (image → caption retrieval among 64) at every resolution."""
+    n = len(emb)
+    if cfg.holdout >= n - cfg.batch_size:
+        raise ValueError(f"matcher: {n} images leave too few for training after holding out "
+                         f"{cfg.holdout} (batch {cfg.batch_size})")
+    sizes = sorted(images)
+    torch.manual_seed(cfg.seed)
+    matcher = ImageTextMatcher(cfg, emb.shape[-1])
+    train_n = n - cfg.holdout
+    fit_standardizers(matcher, emb[:train_n].flatten(0, 1).float())
+    opt = torch.optim.AdamW(matcher.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = min(100, cfg.steps // 10)
+
+    def lr_at(step: int) -> float:  # linear warm-up, cosine decay to zero
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(cfg.steps - warmup, 1)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    from tqdm import tqdm
+
+    matcher.train()
+    bar = tqdm(range(cfg.steps), desc="matcher", unit="step", disable=not progress,
+               file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    loss = torch.zeros(())
+    for _ in bar:
+        idx = torch.randperm(train_n, generator=gen)[:cfg.batch_size]
+        parts, cond = _batch(images, emb, idx, sizes, cfg, gen)
+        loss = symmetric_nce(_logits(matcher, parts, cond), cond)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    matcher.eval().requires_grad_(False)
+    held = {str(r): retrieval_accuracy(matcher, images[r][train_n:], emb[train_n:])
+            for r in sizes}
+    return matcher, {"final_loss": loss.item(), "heldout_r1_of_64": held}
+
+
+def load_or_train_matcher(cfg: MatcherConfig, images: dict[int, Tensor], emb: Tensor,
+                          corpus_key: str, progress: bool = True) -> ImageTextMatcher:
+    """The cached matcher for this corpus and config, trained first if missing.
+
+    ``corpus_key`` must identify the images and the embedded captions (``Corpus.key``);
+    without one there is nothing to cache under, so it is an error.
+    """
+    from safetensors.torch import load_file, save_file
+
+    if not corpus_key:
+        raise ValueError("a matcher needs the corpus's key to be cached (Corpus.key is empty)")
+    folder = cache_dir("matcher") / matcher_key(cfg, corpus_key, list(images))
+    meta_path = folder / "matcher.json"
+    matcher = ImageTextMatcher(cfg, emb.shape[-1])
+    if meta_path.is_file():
+        matcher.load_state_dict(load_file(str(folder / "matcher.safetensors")))
+        matcher.eval().requires_grad_(False)
+        matcher.meta = json.loads(meta_path.read_text())
+        return matcher
+    matcher, stats = train_matcher(cfg, images, emb, progress=progress)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "matcher.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in matcher.state_dict().items()}, str(tmp))
+    meta = {"key": folder.name, "version": MATCHER_VERSION, "corpus": corpus_key,
+            "sizes": sorted(images), "config": to_dict(cfg), **stats}
+    atomic_write_json(meta_path, meta)  # written last: marks the folder complete
+    if progress:
+        print(f"matcher: held-out image→caption retrieval among 64: "
+              f"{stats['heldout_r1_of_64']} ({folder})", file=sys.stderr)
+    matcher.meta = meta
+    return matcher
+
