@@ -124,7 +124,8 @@ def test_training_entry_trains_caches_and_reuses_the_matcher(tmp_path, monkeypat
     t2i.main(["--config", str(TINY), "--run-dir", str(tmp_path / "a"), *small])
     folders = list((tmp_path / "cache" / "matcher").iterdir())
     assert len(folders) == 1 and (folders[0] / "matcher.json").is_file()
-    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    log = (tmp_path / "a" / "metrics.jsonl").read_text()
+    rows = [json.loads(line) for line in log.splitlines()]
     for stage in (1, 2):
         assert any(f"train/stage{stage}/g/matcher" in row for row in rows)
 
