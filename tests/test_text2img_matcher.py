@@ -135,3 +135,9 @@ def test_training_entry_trains_caches_and_reuses_the_matcher(tmp_path, monkeypat
     monkeypatch.setattr(tm, "train_matcher", no_training)
     t2i.main(["--config", str(TINY), "--run-dir", str(tmp_path / "b"), *small, "seed=1"])
     assert list((tmp_path / "cache" / "matcher").iterdir()) == folders
+    # the CLI loads the same cached matcher and scores every attribute at both resolutions
+    report = tm.main(["--config", str(TINY), *small])
+    assert report["key"] == folders[0].name
+    assert sorted(report["auc"]) == [16, 32]
+    for row in report["auc"].values():
+        assert len(row) == 8 and all(0.0 <= v <= 1.0 for v in row.values())

@@ -15,6 +15,8 @@ symmetric in-batch InfoNCE (DAMSM's L_1^s + L_2^s). It sees every stage resoluti
 training batch mixes them in equal parts, resized to one input size), so one matcher
 serves both stages. No attribute labels are used: only images and their captions.
 
+    python -m text2img.matcher --config configs/text2img/cpu.yaml   # train or load; AUC table
+
 Trained matchers are cached under ``$CGAN_CACHE/matcher/<key>/``; the key hashes the
 training corpus (its images and embedded captions: ``Corpus.key``), the resolutions and
 the matcher config. Training takes a few minutes on one core and happens on first use.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +40,8 @@ from common.io import atomic_path, atomic_write_json
 from common.nn import ContrastiveCritic, contrastive_loss, down_block, fit_standardizers
 from common.paths import cache_dir, short_hash
 
-__all__ = ["ImageTextMatcher", "MatcherConfig", "load_or_train_matcher", "matcher_key",
-           "retrieval_accuracy", "symmetric_nce", "train_matcher"]
+__all__ = ["ImageTextMatcher", "MatcherConfig", "attribute_auc", "load_or_train_matcher",
+           "main", "matcher_key", "retrieval_accuracy", "symmetric_nce", "train_matcher"]
 
 MATCHER_VERSION = 1  # bump when the network or the training recipe changes
 
@@ -195,7 +198,9 @@ def load_or_train_matcher(cfg: MatcherConfig, images: dict[int, Tensor], emb: Te
         matcher.eval().requires_grad_(False)
         matcher.meta = json.loads(meta_path.read_text())
         return matcher
+    t0 = time.perf_counter()
     matcher, stats = train_matcher(cfg, images, emb, progress=progress)
+    stats["train_seconds"] = round(time.perf_counter() - t0, 1)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "matcher.safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in matcher.state_dict().items()}, str(tmp))
@@ -208,3 +213,74 @@ def load_or_train_matcher(cfg: MatcherConfig, images: dict[int, Tensor], emb: Te
     matcher.meta = meta
     return matcher
 
+
+
+@torch.no_grad()
+def attribute_auc(matcher: ImageTextMatcher, encoder: Any, images: Tensor,
+                  attributes: Any) -> dict[str, float]:
+    """How well the matcher tells each SynthBirds attribute: for every value's one-attribute
+    caption (:data:`text2img.dprobe.PROMPTS`), the one-vs-rest ROC AUC of its cosine score
+    over ``images`` (float [-1, 1], Tensor[N, 3, R, R]) against the true ``attributes``
+    (int [N, 8]); mean over values. 0.5 = the matcher ignores the attribute."""
+    from text2img.data.synthbirds_text import ATTRIBUTE_NAMES
+    from text2img.dprobe import PROMPTS, auc
+
+    matcher.eval()
+    feats = torch.cat([matcher.image_features(x) for x in images.split(200)])
+    img = F.normalize(matcher.critic.image(feats), dim=-1)
+    out = {}
+    for name, prompts in PROMPTS.items():
+        emb = encoder.encode(prompts).float()
+        txt = F.normalize(matcher.critic.cond(matcher.critic.norm(emb)), dim=-1)
+        scores = img @ txt.t()  # (N, values)
+        labels = torch.as_tensor(attributes[:, ATTRIBUTE_NAMES.index(name)])
+        per = [auc(scores[:, v], labels == v) for v in range(len(prompts))]
+        out[name] = float(sum(per) / len(per))
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Train (or load) the matcher of a StackGAN config's corpus and print what it knows."""
+    import numpy as np
+
+    from common.config import parse_cli
+    from text2img import train as t2i
+    from text2img.encoders import get_encoder
+
+    inv = parse_cli(t2i.StackGANConfig, argv, prog="python -m text2img.matcher",
+                    description=__doc__.split("\n\n")[0] + "\n\nTrains or loads the "
+                    "matcher for the config's training corpus (the matcher.* keys) and "
+                    "prints its held-out retrieval and, on SynthBirds, its per-attribute AUC.")
+    cfg = inv.config
+    torch.set_num_threads(cfg.runtime.threads or torch.get_num_threads())
+    encoder = get_encoder(cfg.data.encoder)
+    corpus = t2i.load_corpus(cfg, encoder)
+    matcher = load_or_train_matcher(cfg.matcher, corpus.images, corpus.embeddings, corpus.key)
+    result: dict[str, Any] = {"key": matcher.meta["key"],
+                              "heldout_r1_of_64": matcher.meta["heldout_r1_of_64"]}
+    print(f"matcher {matcher.meta['key']}: held-out image→caption retrieval among 64 "
+          f"{matcher.meta['heldout_r1_of_64']}")
+    if cfg.data.dataset == "synthbirds":
+        from text2img.data.synthbirds import SynthBirdsSpec, load_split
+
+        spec = SynthBirdsSpec(cfg.data.synth_seed, cfg.data.synth_master, cfg.data.heldout_pairs)
+        test = load_split(spec, "test", 2000)
+        table = {}
+        for r in sorted(corpus.images):
+            x = torch.from_numpy(np.ascontiguousarray(test.images_at(r)))
+            table[r] = attribute_auc(matcher, encoder,
+                                     x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0),
+                                     test.attributes)
+        names = list(next(iter(table.values())))
+        print(f"\nOne-vs-rest AUC of each attribute's one-attribute captions, {len(test)} "
+              "SynthBirds test renders:\n")
+        print("| px | " + " | ".join(names) + " |")
+        print("|---|" + "---:|" * len(names))
+        for r, row in table.items():
+            print(f"| {r} | " + " | ".join(f"{row[n]:.3f}" for n in names) + " |")
+        result["auc"] = table
+    return result
+
+
+if __name__ == "__main__":
+    main()
