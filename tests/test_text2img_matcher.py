@@ -137,7 +137,20 @@ def test_training_entry_trains_caches_and_reuses_the_matcher(tmp_path, monkeypat
     assert list((tmp_path / "cache" / "matcher").iterdir()) == folders
     # the CLI loads the same cached matcher and scores every attribute at both resolutions
     report = tm.main(["--config", str(TINY), *small])
-    assert report["key"] == folders[0].name
+    assert report["key"] == {16: folders[0].name, 32: folders[0].name}
     assert sorted(report["auc"]) == [16, 32]
     for row in report["auc"].values():
         assert len(row) == 8 and all(0.0 <= v <= 1.0 for v in row.values())
+
+
+def test_per_stage_matchers_train_on_their_own_resolution_only() -> None:
+    images, emb = _colour_pairs()
+    cfg = tm.MatcherConfig(**{**SMALL.__dict__, "steps": 5})
+    shared = tm.stage_matchers(cfg, images, emb, "colours", progress=False)
+    assert shared[8] is shared[16] and shared[8].meta["sizes"] == [8, 16]
+    own = tm.stage_matchers(tm.MatcherConfig(**{**cfg.__dict__, "per_stage": True}), images,
+                            emb, "colours", progress=False)
+    assert own[8] is not own[16]
+    assert own[8].meta["sizes"] == [8] and own[16].meta["sizes"] == [16]
+    # per_stage picks which resolutions a matcher sees; it is not part of what it is
+    assert tm.matcher_key(cfg, "colours", [8, 16]) == shared[8].meta["key"]

@@ -77,7 +77,7 @@ from common.rundir import Run, RunDirError, open_run
 from common.runtime import Runtime, broadcast_module
 from common.tracking import make_grid
 from common.training import Hook, NonFiniteLossError, Phase, TrainState, restore, train
-from text2img.matcher import MatcherConfig, load_or_train_matcher, symmetric_nce
+from text2img.matcher import MatcherConfig, stage_matchers, symmetric_nce
 from text2img.models import (
     StageIGenerator,
     StageIIGenerator,
@@ -304,7 +304,7 @@ def load_corpus(cfg: StackGANConfig, encoder: Any) -> Corpus:
         extra.update(words=words.view(len(captions), per_image, *words.shape[1:]),
                      word_mask=mask.view(len(captions), per_image, -1))
     return Corpus(images, emb.view(len(captions), per_image, -1), captions,
-                  key=f"{key}-{d.encoder}-{'-'.join(map(str, sizes))}", **extra)
+                  key=f"{key}-{d.encoder}", **extra)
 
 
 @dataclass
@@ -507,7 +507,7 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
         raise ValueError("loss.head_nce scores the projection head's matching term; "
                          f"model.d_head is {cfg.model.d_head!r}")
     if cfg.loss.matcher > 0 and matcher is None:
-        raise ValueError("loss.matcher > 0 needs the trained matcher (load_or_train_matcher)")
+        raise ValueError("loss.matcher > 0 needs the trained matcher (text2img.matcher)")
     for key in ("contrastive", "words", "head_nce", "matcher"):
         if getattr(cfg.loss, key) < 0:
             raise ValueError(f"loss.{key} must be >= 0 (0 = off), got {getattr(cfg.loss, key)}")
@@ -862,12 +862,12 @@ def _main(cfg: StackGANConfig, inv: Any, run: Run) -> dict[str, Any]:
         encoder = get_encoder(cfg.data.encoder)
         corpus = load_corpus(cfg, encoder)
         probes = Probes.load_or_create(run.dir, cfg, encoder, corpus, write=run.runtime.is_main)
-        matcher = None
+        matchers = {}  # resolution → frozen matcher (loss.matcher)
         if cfg.loss.matcher > 0:
-            matcher = load_or_train_matcher(cfg.matcher, corpus.images, corpus.embeddings,
-                                            corpus.key).to(device)
+            matchers = {r: m.to(device) for r, m in stage_matchers(
+                cfg.matcher, corpus.images, corpus.embeddings, corpus.key).items()}
         s1 = build_stage(1, cfg, corpus, run.runtime, run.dir, run.config_hash,
-                         matcher=matcher)
+                         matcher=matchers.get(cfg.model.stage1_res))
     except (ConfigError, DatasetError, EncoderError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -884,7 +884,7 @@ def _main(cfg: StackGANConfig, inv: Any, run: Run) -> dict[str, Any]:
         g2 = None
         if cfg.train.stage2.steps > 0:
             s2 = build_stage(2, cfg, corpus, run.runtime, run.dir, run.config_hash, lower=g1,
-                             matcher=matcher)
+                             matcher=matchers.get(cfg.model.stage2_res))
             if inv.resume:
                 _resume_stage(s2, run)
                 if s2_ck.latest() is not None:
