@@ -15,6 +15,7 @@ regularisation, Karras et al. 2020 §4). Each phase's total is
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ from common.runtime import Runtime, all_reduce_grads, all_reduce_mean, rng_state
 
 __all__ = [
     "param_digest",
+    "warmup_cosine",
     "DataSource",
     "TrainState",
     "Phase",
@@ -278,3 +280,12 @@ def train(
     finally:
         bar.close()
     return state
+
+
+def warmup_cosine(step: int, steps: int, warmup: int) -> float:
+    """Learning-rate factor for ``LambdaLR``: linear warm-up over ``warmup`` steps, then a
+    cosine decay to zero at ``steps`` (Loshchilov & Hutter 2017, SGDR without restarts)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = (step - warmup) / max(steps - warmup, 1)
+    return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))

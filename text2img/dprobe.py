@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from text2img.data.synthbirds_text import (
     SIZE_WORDS,
 )
 
-__all__ = ["PROMPTS", "auc", "dprobe", "main"]
+__all__ = ["PROMPTS", "auc", "dprobe", "main", "prompt_aucs"]
 
 # One caption per value, in the captions' own phrasing (each states that attribute only;
 # tests/test_text2img_dprobe.py parses them back). Index order = the attribute's values.
@@ -67,6 +68,20 @@ def auc(score: Tensor, positive: Tensor) -> float:
         return float("nan")
     diff = pos[:, None] - neg[None, :]
     return float(((diff > 0).double() + 0.5 * (diff == 0).double()).mean())
+
+
+def prompt_aucs(encoder: Any, attributes: np.ndarray,
+                score: Callable[[Tensor], Tensor]) -> dict[str, list[float]]:
+    """One-vs-rest AUC of every attribute value's one-attribute caption (:data:`PROMPTS`):
+    ``score(emb Tensor[V, E]) → Tensor[N, V]`` scores N images against the V captions of one
+    attribute; ``attributes`` int[N, 8] are the images' true values. {attribute: [AUC per
+    value]}."""
+    out = {}
+    for name, prompts in PROMPTS.items():
+        scores = score(encoder.encode(prompts).float())  # (N, values)
+        labels = torch.as_tensor(attributes[:, ATTRIBUTE_NAMES.index(name)])
+        out[name] = [auc(scores[:, v], labels == v) for v in range(len(prompts))]
+    return out
 
 
 def _conditional_logit(d: torch.nn.Module, feats: Tensor, emb: Tensor) -> Tensor:
@@ -115,12 +130,11 @@ def dprobe(run_dir: str | Path, stage: int = 1, n: int = 2000,
     feats = torch.cat([d.backbone(chunk) for chunk in x.split(100)])
     out: dict[str, Any] = {"run": str(run_dir), "checkpoint": str(path), "stage": stage,
                            "n": len(x), "auc": {}, "per_value": {}}
-    for name, prompts in PROMPTS.items():
-        emb = encoder.encode(prompts).float()
-        labels = torch.from_numpy(test.attributes[:, ATTRIBUTE_NAMES.index(name)])
-        scores = torch.stack([_conditional_logit(d, feats, e.expand(len(x), -1)) for e in emb],
-                             dim=1)  # (n, values)
-        per = [auc(scores[:, v], labels == v) for v in range(len(prompts))]
+    def score(emb: Tensor) -> Tensor:
+        return torch.stack([_conditional_logit(d, feats, e.expand(len(x), -1)) for e in emb],
+                           dim=1)
+
+    for name, per in prompt_aucs(encoder, test.attributes, score).items():
         out["per_value"][name] = per
         out["auc"][name] = float(np.nanmean(per))
     out["features"] = _feature_probe(feats, test.attributes)

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +44,7 @@ from common.config import ConfigError, RunConfig, RuntimeConfig, parse_cli, to_d
 from common.io import atomic_path, atomic_write_json
 from common.nn import down_block
 from common.paths import cache_dir, short_hash
+from common.training import warmup_cosine
 from text2img.data.synthbirds import ATTRIBUTES, SynthBirdsSpec, load_split
 
 __all__ = [
@@ -228,13 +229,8 @@ def train_judge(cfg: JudgeConfig, tracker: Any = None, progress: bool = True) ->
                             weight_decay=cfg.train.weight_decay)
     steps = cfg.train.steps
 
-    def lr_at(step: int) -> float:  # linear warm-up, cosine decay to zero
-        if step < cfg.train.warmup:
-            return (step + 1) / cfg.train.warmup
-        t = (step - cfg.train.warmup) / max(steps - cfg.train.warmup, 1)
-        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, partial(warmup_cosine, steps=steps, warmup=cfg.train.warmup))
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     from tqdm import tqdm

@@ -25,10 +25,10 @@ the matcher config. Training takes a few minutes on one core and happens on firs
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -39,6 +39,7 @@ from common.config import to_dict
 from common.io import atomic_path, atomic_write_json
 from common.nn import ContrastiveCritic, contrastive_loss, down_block, fit_standardizers
 from common.paths import cache_dir, short_hash
+from common.training import warmup_cosine
 
 __all__ = ["ImageTextMatcher", "MatcherConfig", "attribute_auc", "load_or_train_matcher",
            "main", "matcher_key", "retrieval_accuracy", "stage_matchers", "symmetric_nce",
@@ -170,14 +171,8 @@ def train_matcher(cfg: MatcherConfig, images: dict[int, Tensor], emb: Tensor,
     train_n = n - cfg.holdout
     fit_standardizers(matcher, emb[:train_n].flatten(0, 1).float())
     opt = torch.optim.AdamW(matcher.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = min(100, cfg.steps // 10)
-
-    def lr_at(step: int) -> float:  # linear warm-up, cosine decay to zero
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(cfg.steps - warmup, 1)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, partial(warmup_cosine, steps=cfg.steps, warmup=min(100, cfg.steps // 10)))
     gen = torch.Generator().manual_seed(cfg.seed)
     from tqdm import tqdm
 
@@ -213,8 +208,8 @@ def load_or_train_matcher(cfg: MatcherConfig, images: dict[int, Tensor], emb: Te
         raise ValueError("a matcher needs the corpus's key to be cached (Corpus.key is empty)")
     folder = cache_dir("matcher") / matcher_key(cfg, corpus_key, list(images))
     meta_path = folder / "matcher.json"
-    matcher = ImageTextMatcher(cfg, emb.shape[-1])
     if meta_path.is_file():
+        matcher = ImageTextMatcher(cfg, emb.shape[-1])
         matcher.load_state_dict(load_file(str(folder / "matcher.safetensors")))
         matcher.eval().requires_grad_(False)
         matcher.meta = json.loads(meta_path.read_text())
@@ -243,21 +238,18 @@ def attribute_auc(matcher: ImageTextMatcher, encoder: Any, images: Tensor,
     caption (:data:`text2img.dprobe.PROMPTS`), the one-vs-rest ROC AUC of its cosine score
     over ``images`` (float [-1, 1], Tensor[N, 3, R, R]) against the true ``attributes``
     (int [N, 8]); mean over values. 0.5 = the matcher ignores the attribute."""
-    from text2img.data.synthbirds_text import ATTRIBUTE_NAMES
-    from text2img.dprobe import PROMPTS, auc
+    from text2img.dprobe import prompt_aucs
 
     matcher.eval()
+    critic = matcher.critic
     feats = torch.cat([matcher.image_features(x) for x in images.split(200)])
-    img = F.normalize(matcher.critic.image(feats), dim=-1)
-    out = {}
-    for name, prompts in PROMPTS.items():
-        emb = encoder.encode(prompts).float()
-        txt = F.normalize(matcher.critic.cond(matcher.critic.norm(emb)), dim=-1)
-        scores = img @ txt.t()  # (N, values)
-        labels = torch.as_tensor(attributes[:, ATTRIBUTE_NAMES.index(name)])
-        per = [auc(scores[:, v], labels == v) for v in range(len(prompts))]
-        out[name] = float(sum(per) / len(per))
-    return out
+    img = F.normalize(critic.image(feats), dim=-1)
+
+    def cosine(emb: Tensor) -> Tensor:  # (N, values)
+        return img @ F.normalize(critic.cond(critic.norm(emb)), dim=-1).t()
+
+    return {name: sum(per) / len(per)
+            for name, per in prompt_aucs(encoder, attributes, cosine).items()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -515,6 +515,7 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
     contrast = cfg.loss.contrastive > 0  # D carries a ContrastiveCritic (build_stage)
     words = cfg.loss.words > 0  # D carries a WordRegionCritic (build_stage)
     head_nce = cfg.loss.head_nce > 0
+    use_matcher = cfg.loss.matcher > 0  # checked above: the matcher is given
 
     def d_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
         g, d = state.nets["g"], state.nets["d"]
@@ -559,7 +560,7 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
             if head_nce:
                 pairs = d.head.pairwise(feats, emb).float()
                 losses["g/head_nce"] = contrastive_loss(pairs, emb)
-        if matcher is not None and cfg.loss.matcher > 0:  # frozen: gradients reach G only
+        if use_matcher:  # frozen: gradients reach G only
             losses["g/matcher"] = symmetric_nce(matcher(fake["image"], emb).float(), emb)
         ca = fake["ca"]
         if ca.logvar is not None:  # CA on
