@@ -114,6 +114,32 @@ def test_g_matcher_term_trains_g_through_the_frozen_matcher(tmp_path) -> None:
     assert all(p.grad is None for p in [*d.parameters(), *matcher.parameters()])
 
 
+def test_matcher_stages_leave_the_other_stage_without_the_term(tmp_path) -> None:
+    cfg = load_config(t2i.StackGANConfig, TINY, ["loss.matcher=2", "matcher.stages=[1]"])
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
+    gen = torch.Generator().manual_seed(0)
+    images = {r: torch.randint(0, 256, (12, 3, r, r), generator=gen, dtype=torch.uint8)
+              for r in (16, 32)}
+    rng = np.random.default_rng(0)
+    corpus = t2i.Corpus(images, torch.randn(12, 3, 16, generator=gen),
+                        attributes=rng.integers(0, 3, (12, 8)),
+                        mentions=rng.random((12, 3, 8)) < .4, key="random-12")
+    with pytest.raises(ValueError, match="needs the trained matcher"):  # stage 1 is scored
+        t2i.build_stage(1, cfg, corpus, runtime, tmp_path, "hash")
+    lower = t2i.build_generator(1, cfg.model, 16)
+    stage2 = t2i.build_stage(2, cfg, corpus, runtime, tmp_path, "hash", lower=lower)
+    assert "g/matcher" not in stage2.phases[-1].weights
+    assert "g/matcher" not in stage2.phases[-1].loss_fn(stage2.state, stage2.data.next())
+    bad = load_config(t2i.StackGANConfig, TINY, ["loss.matcher=2", "matcher.stages=[3]"])
+    with pytest.raises(ValueError, match="matcher.stages"):
+        t2i.build_stage(1, bad, corpus, runtime, tmp_path, "hash")
+    # per stage, only the scored resolutions get (and train) a matcher
+    own = tm.MatcherConfig(**{**SMALL.__dict__, "steps": 5, "per_stage": True})
+    pairs, emb = _colour_pairs()
+    assert sorted(tm.stage_matchers(own, pairs, emb, "colours", progress=False,
+                                    scored=[8])) == [8]
+
+
 def test_training_entry_trains_caches_and_reuses_the_matcher(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

@@ -66,6 +66,8 @@ class MatcherConfig:
     # pattern is invisible, the matcher does not learn the pattern (AUC 0.51 at 64 px); on
     # 64 px alone it does (0.83).
     per_stage: bool = False
+    # the stages whose G is scored by the matcher (loss.matcher); the others train without it
+    stages: list[int] = field(default_factory=lambda: [1, 2])
 
 
 class ImageTextMatcher(nn.Module):
@@ -102,21 +104,25 @@ def symmetric_nce(logits: Tensor, cond: Tensor) -> Tensor:
 
 def matcher_key(cfg: MatcherConfig, corpus_key: str, sizes: list[int]) -> str:
     """Cache key: the corpus, the resolutions trained on and what shapes the weights."""
-    shaping = {k: v for k, v in to_dict(cfg).items() if k != "per_stage"}
+    shaping = {k: v for k, v in to_dict(cfg).items() if k not in ("per_stage", "stages")}
     return short_hash({"version": MATCHER_VERSION, "corpus": corpus_key, "sizes": sorted(sizes),
                        "config": shaping})
 
 
 def stage_matchers(cfg: MatcherConfig, images: dict[int, Tensor], emb: Tensor,
-                   corpus_key: str, progress: bool = True) -> dict[int, ImageTextMatcher]:
-    """Resolution → the matcher that scores it: one for all (``cfg.per_stage`` false) or
-    one per resolution, each loaded or trained by :func:`load_or_train_matcher`."""
-    groups = [[r] for r in sorted(images)] if cfg.per_stage else [sorted(images)]
+                   corpus_key: str, progress: bool = True,
+                   scored: list[int] | None = None) -> dict[int, ImageTextMatcher]:
+    """Resolution → the matcher that scores it, for the resolutions in ``scored`` (default:
+    all of ``images``): one for all (``cfg.per_stage`` false, trained on every resolution
+    of ``images``) or one per resolution, each loaded or trained by
+    :func:`load_or_train_matcher`."""
+    scored = sorted(images) if scored is None else sorted(scored)
+    groups = [[r] for r in scored] if cfg.per_stage else [sorted(images)]
     out = {}
     for group in groups:
         matcher = load_or_train_matcher(cfg, {r: images[r] for r in group}, emb, corpus_key,
                                         progress=progress)
-        out.update(dict.fromkeys(group, matcher))
+        out.update({r: matcher for r in group if r in scored})
     return out
 
 

@@ -52,7 +52,7 @@ import copy
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -625,8 +625,19 @@ def build_stage(index: int, cfg: StackGANConfig, corpus: Corpus, runtime: Runtim
                            channels_last=runtime.channels_last, hard_wrong=cfg.data.hard_wrong)
     ck = Checkpointer(run_dir / "checkpoints" / f"stage{index}", config_hash,
                       keep=cfg.run.keep_checkpoints, rank=runtime.rank)
+    if index not in check_matcher_stages(cfg):  # this stage's G trains without g/matcher
+        cfg = replace(cfg, loss=replace(cfg.loss, matcher=0.0))
     return Stage(index, resolution, state, build_phases(cfg, lower, device, matcher), data, ck,
                  stage_cfg.steps, lower)
+
+
+def check_matcher_stages(cfg: StackGANConfig) -> list[int]:
+    """``matcher.stages``, checked: stage numbers 1 and 2 only."""
+    stages = list(cfg.matcher.stages)
+    if not stages or any(i not in (1, 2) for i in stages):
+        raise ValueError(f"matcher.stages lists the stages scored by the matcher (1, 2); "
+                         f"got {stages}")
+    return stages
 
 
 # ----------------------------------------------------------------------------- logging
@@ -863,10 +874,13 @@ def _main(cfg: StackGANConfig, inv: Any, run: Run) -> dict[str, Any]:
         encoder = get_encoder(cfg.data.encoder)
         corpus = load_corpus(cfg, encoder)
         probes = Probes.load_or_create(run.dir, cfg, encoder, corpus, write=run.runtime.is_main)
-        matchers = {}  # resolution → frozen matcher (loss.matcher)
+        matchers = {}  # resolution → frozen matcher (loss.matcher, stages matcher.stages)
         if cfg.loss.matcher > 0:
+            scored = [cfg.model.stage1_res if i == 1 else cfg.model.stage2_res
+                      for i in check_matcher_stages(cfg)]
             matchers = {r: m.to(device) for r, m in stage_matchers(
-                cfg.matcher, corpus.images, corpus.embeddings, corpus.key).items()}
+                cfg.matcher, corpus.images, corpus.embeddings, corpus.key,
+                scored=scored).items()}
         s1 = build_stage(1, cfg, corpus, run.runtime, run.dir, run.config_hash,
                          matcher=matchers.get(cfg.model.stage1_res))
     except (ConfigError, DatasetError, EncoderError, FileNotFoundError, ValueError) as err:
