@@ -90,16 +90,21 @@ def test_trained_matcher_is_cached_by_corpus_and_config(monkeypatch) -> None:
         tm.load_or_train_matcher(cfg, images, emb, "", progress=False)
 
 
-def test_g_matcher_term_trains_g_through_the_frozen_matcher(tmp_path) -> None:
-    cfg = load_config(t2i.StackGANConfig, TINY, ["loss.matcher=2"])
-    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
+def _random_corpus() -> t2i.Corpus:
+    """12 random birds at 16 and 32 px with 3 random 16-d caption embeddings each."""
     gen = torch.Generator().manual_seed(0)
     images = {r: torch.randint(0, 256, (12, 3, r, r), generator=gen, dtype=torch.uint8)
               for r in (16, 32)}
     rng = np.random.default_rng(0)
-    corpus = t2i.Corpus(images, torch.randn(12, 3, 16, generator=gen),
-                        attributes=rng.integers(0, 3, (12, 8)),
-                        mentions=rng.random((12, 3, 8)) < .4, key="random-12")
+    return t2i.Corpus(images, torch.randn(12, 3, 16, generator=gen),
+                      attributes=rng.integers(0, 3, (12, 8)),
+                      mentions=rng.random((12, 3, 8)) < .4, key="random-12")
+
+
+def test_g_matcher_term_trains_g_through_the_frozen_matcher(tmp_path) -> None:
+    cfg = load_config(t2i.StackGANConfig, TINY, ["loss.matcher=2"])
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
+    corpus = _random_corpus()
     with pytest.raises(ValueError, match="needs the trained matcher"):
         t2i.build_stage(1, cfg, corpus, runtime, tmp_path, "hash")
     matcher = tm.ImageTextMatcher(SMALL, 16).eval().requires_grad_(False)
@@ -117,13 +122,7 @@ def test_g_matcher_term_trains_g_through_the_frozen_matcher(tmp_path) -> None:
 def test_matcher_stages_leave_the_other_stage_without_the_term(tmp_path) -> None:
     cfg = load_config(t2i.StackGANConfig, TINY, ["loss.matcher=2", "matcher.stages=[1]"])
     runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
-    gen = torch.Generator().manual_seed(0)
-    images = {r: torch.randint(0, 256, (12, 3, r, r), generator=gen, dtype=torch.uint8)
-              for r in (16, 32)}
-    rng = np.random.default_rng(0)
-    corpus = t2i.Corpus(images, torch.randn(12, 3, 16, generator=gen),
-                        attributes=rng.integers(0, 3, (12, 8)),
-                        mentions=rng.random((12, 3, 8)) < .4, key="random-12")
+    corpus = _random_corpus()
     with pytest.raises(ValueError, match="needs the trained matcher"):  # stage 1 is scored
         t2i.build_stage(1, cfg, corpus, runtime, tmp_path, "hash")
     lower = t2i.build_generator(1, cfg.model, 16)
