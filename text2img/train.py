@@ -142,6 +142,10 @@ class ModelConfig:
     # text2img/models.py UpBlock); false: the official StackGAN G, c only at the input.
     g_cond_norm: bool = False
 
+    def stage_res(self, index: int) -> int:
+        """The image resolution of stage ``index`` (1 or 2)."""
+        return self.stage1_res if index == 1 else self.stage2_res
+
 
 @dataclass
 class LossConfig:
@@ -584,7 +588,7 @@ def build_stage(index: int, cfg: StackGANConfig, corpus: Corpus, runtime: Runtim
     (``matcher``: see :func:`build_phases`)."""
     device, embed_dim = runtime.device, corpus.embeddings.shape[-1]
     stage_cfg = cfg.train.stage1 if index == 1 else cfg.train.stage2
-    resolution = cfg.model.stage1_res if index == 1 else cfg.model.stage2_res
+    resolution = cfg.model.stage_res(index)
     base = cfg.seed * 1000 + 10 * index
     torch.manual_seed(base)  # each stage's initialisation is its own (and the same on all ranks)
     g = build_generator(index, cfg.model, embed_dim).to(device)
@@ -876,13 +880,12 @@ def _main(cfg: StackGANConfig, inv: Any, run: Run) -> dict[str, Any]:
         probes = Probes.load_or_create(run.dir, cfg, encoder, corpus, write=run.runtime.is_main)
         matchers = {}  # resolution → frozen matcher (loss.matcher, stages matcher.stages)
         if cfg.loss.matcher > 0:
-            scored = [cfg.model.stage1_res if i == 1 else cfg.model.stage2_res
-                      for i in check_matcher_stages(cfg)]
+            scored = [cfg.model.stage_res(i) for i in check_matcher_stages(cfg)]
             matchers = {r: m.to(device) for r, m in stage_matchers(
                 cfg.matcher, corpus.images, corpus.embeddings, corpus.key,
                 scored=scored).items()}
         s1 = build_stage(1, cfg, corpus, run.runtime, run.dir, run.config_hash,
-                         matcher=matchers.get(cfg.model.stage1_res))
+                         matcher=matchers.get(cfg.model.stage_res(1)))
     except (ConfigError, DatasetError, EncoderError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -899,7 +902,7 @@ def _main(cfg: StackGANConfig, inv: Any, run: Run) -> dict[str, Any]:
         g2 = None
         if cfg.train.stage2.steps > 0:
             s2 = build_stage(2, cfg, corpus, run.runtime, run.dir, run.config_hash, lower=g1,
-                             matcher=matchers.get(cfg.model.stage2_res))
+                             matcher=matchers.get(cfg.model.stage_res(2)))
             if inv.resume:
                 _resume_stage(s2, run)
                 if s2_ck.latest() is not None:
