@@ -212,6 +212,39 @@ def test_config_refusals():
         check_config(load_config(EnhanceConfig, None, ["optim.decay_from=1.0"]))
 
 
+def test_init_g_starts_g_and_its_ema_from_a_trained_enhancer(pairs, tmp_path):
+    from common.checkpoint import export_weights
+    from common.config import to_dict
+
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32"), seed=0)
+    src_cfg = load_config(EnhanceConfig, None, [*TINY_WIDTHS, "model.d_head=none"])
+    src = build_generator(src_cfg.model)
+    with torch.no_grad():
+        for i, p in enumerate(src.parameters()):
+            p.fill_(0.01 * (i + 1))  # unlike any initialisation
+    artifact = export_weights(tmp_path / "g_ema.safetensors", src,
+                              {"entry": "speech.enhance", "model": to_dict(src_cfg.model),
+                               "feature": to_dict(src_cfg.feature)})
+    cfg = load_config(EnhanceConfig, None, [*TINY_WIDTHS, "model.d_head=projection",
+                                            f"train.init_g={artifact}"])
+    setup = build(cfg, runtime, pairs)
+    for net in (setup.state.nets["g"], setup.state.ema.module):
+        for a, b in zip(src.state_dict().values(), net.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b)
+    assert "d" in setup.state.nets  # the adversary itself starts fresh
+    # another G or other features: refused, naming what differs and the source
+    with pytest.raises(ConfigError, match=r"train.init_g=.*model.g_depth 3 there, 4 here"):
+        build(load_config(EnhanceConfig, None, [*TINY_WIDTHS, "model.g_depth=4",
+                                                f"train.init_g={artifact}"]), runtime, pairs)
+    with pytest.raises(ConfigError, match=r"feature.hop 128 there, 256 here"):
+        build(load_config(EnhanceConfig, None, [*TINY_WIDTHS, "feature.hop=256",
+                                                f"train.init_g={artifact}"]), runtime, pairs)
+    with pytest.raises(ConfigError, match=r"train.init_g: .*nowhere"):
+        build(load_config(EnhanceConfig, None, [*TINY_WIDTHS,
+                                                f"train.init_g={tmp_path / 'nowhere'}"]),
+              runtime, pairs)
+
+
 def test_linear_decay_holds_then_reaches_zero_at_the_last_step():
     params = [torch.nn.Parameter(torch.zeros(1))]
     opt = torch.optim.SGD(params, lr=0.4)

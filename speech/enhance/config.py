@@ -129,6 +129,11 @@ class TrainConfig:
     # model.metric_d=pesq: update Q every this many steps. Q's targets cost two WB PESQ
     # calls per crop (~50 ms each for a 2-s crop on one core), as much as a G+D step.
     q_every: int = 1
+    # Start G and its EMA from a trained enhancer (run folder, g_ema.safetensors or
+    # checkpoints/step_*.pt) with the same G and features, e.g. to fine-tune an L1-only G
+    # adversarially: SRGAN (Ledig et al. 2017, §3.2) starts its GAN from the MSE-trained
+    # network "to avoid undesired local optima". D, Q and the optimisers start fresh.
+    init_g: str | None = None
 
 
 @dataclass

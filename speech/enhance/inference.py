@@ -24,7 +24,7 @@ from common.checkpoint import (
     read_artifact_meta,
     resolve_weights,
 )
-from common.config import from_dict
+from common.config import from_dict, to_dict
 from speech.audio import apply_chunked
 from speech.enhance.config import EnhanceConfig, FeatureConfig, ModelConfig
 from speech.enhance.models import Featurizer, MaskUNet, channel_table, enhance_z
@@ -102,7 +102,8 @@ class Enhancer:
         g = build_generator(cfg.model)
         g.load_state_dict(payload["ema"] if payload.get("ema") is not None
                           else payload["nets"]["g"])
-        meta = {"step": payload["step"], "checkpoint": str(path), "d_head": cfg.model.d_head}
+        meta = {"step": payload["step"], "checkpoint": str(path), "d_head": cfg.model.d_head,
+                "model": to_dict(cfg.model), "feature": to_dict(cfg.feature)}
         return cls(g, featurizer(cfg.feature), sr=cfg.feature.sr, meta=meta, **kwargs)
 
     # ------------------------------------------------------------------ enhancing

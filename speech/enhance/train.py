@@ -4,6 +4,7 @@
     python -m speech.enhance.train --config configs/speech/enhance/cpu.yaml model.d_head=split
     python -m speech.enhance.train --config ... --run-dir runs/enhance/x --resume
     python -m speech.enhance.train --config ... --dry-run          # print the resolved config
+    python -m speech.enhance.train --config ... train.init_g=runs/enhance/l1  # fine-tune a G
 
 The noisy spectrogram is the condition c of D(x, c) (DESIGN.md). Losses (weights in
 ``loss.weights``, keyed as logged):
@@ -71,7 +72,7 @@ from speech.enhance.models import (
 )
 
 __all__ = ["Setup", "build", "build_discriminator", "build_metric_discriminator", "build_phases",
-           "check_config", "linear_decay", "main", "neg_si_sdr"]
+           "check_config", "init_generator", "linear_decay", "main", "neg_si_sdr"]
 
 G_TERMS = ("g/l1", "g/adv", "g/match", "g/fm", "g/metric", "g/sisdr")
 D_TERMS = ("d/real", "d/fake", "d/wrong", "d/match", "d/mismatch", "d/match_fake", "d/gp")
@@ -104,6 +105,31 @@ def check_config(cfg: EnhanceConfig) -> None:
         raise ConfigError(f"train.q_every must be >= 1, got {cfg.train.q_every}")
     if cfg.data.frames < 2 ** max(cfg.model.g_depth, cfg.model.d_depth):
         raise ConfigError("data.frames must be at least 2^depth of G and D")
+
+
+G_FIELDS = ("g_base", "g_max", "g_depth", "g_norm", "g_stem", "mask_max")
+
+
+def init_generator(g: MaskUNet, cfg: EnhanceConfig) -> None:
+    """``train.init_g``: copy a trained enhancer's (EMA) G weights into ``g``.
+
+    Refused, naming the keys, when the source was trained with another G or other features
+    (the same weights would then mean something else)."""
+    path = cfg.train.init_g
+    try:
+        src = Enhancer.load(path)
+    except (CheckpointError, ConfigError, FileNotFoundError) as err:
+        raise ConfigError(f"train.init_g: {err}") from None
+    theirs = {**{f"model.{k}": v for k, v in src.meta.get("model", {}).items()},
+              **{f"feature.{k}": v for k, v in src.meta.get("feature", {}).items()}}
+    ours = {**{f"model.{k}": getattr(cfg.model, k) for k in G_FIELDS},
+            **{f"feature.{k}": v for k, v in to_dict(cfg.feature).items()}}
+    differ = [f"{k} {theirs.get(k)!r} there, {v!r} here" for k, v in ours.items()
+              if theirs.get(k) != v]
+    if differ:
+        raise ConfigError(f"train.init_g={path}: trained with another G or features "
+                          f"({'; '.join(differ)})")
+    g.load_state_dict(src.g.state_dict())
 
 
 def neg_si_sdr(ref: Tensor, est: Tensor, eps: float = 1e-8) -> Tensor:
@@ -260,7 +286,10 @@ def build(cfg: EnhanceConfig, runtime: Runtime, pairs: list[Pair]) -> Setup:
     check_config(cfg)
     device = runtime.device
     feat = featurizer(cfg.feature)
-    g = build_generator(cfg.model).to(device)
+    g = build_generator(cfg.model)
+    if cfg.train.init_g is not None:
+        init_generator(g, cfg)
+    g = g.to(device)
     d = build_discriminator(cfg.model)
     nets: dict[str, torch.nn.Module] = {"g": g}
     betas = tuple(cfg.optim.betas)
@@ -323,6 +352,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     cfg: EnhanceConfig = inv.config
     try:
         check_config(cfg)
+        if cfg.train.init_g is not None:  # refuse a wrong source before the run folder exists
+            init_generator(build_generator(cfg.model), cfg)
         root = corpus_root(cfg.data.corpus, cfg.data.preset, cfg.data.root, cfg.feature.sr)
         train_pairs = load_pairs(root, "train", cfg.feature.sr)
         test_pairs = load_pairs(root, "test", cfg.feature.sr)
