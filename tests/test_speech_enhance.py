@@ -232,6 +232,27 @@ def test_init_g_starts_g_and_its_ema_from_a_trained_enhancer(pairs, tmp_path):
         for a, b in zip(src.state_dict().values(), net.state_dict().values(), strict=True):
             torch.testing.assert_close(a, b)
     assert "d" in setup.state.nets  # the adversary itself starts fresh
+    # train.freeze_g_norm: a training step leaves G's batch-norm statistics as loaded
+    frozen = build(load_config(EnhanceConfig, None, [
+        *TINY_WIDTHS, "model.d_head=none", f"train.init_g={artifact}",
+        "train.freeze_g_norm=true"]), runtime, pairs)
+    g = frozen.state.nets["g"]
+    stats = {k: v.clone() for k, v in g.state_dict().items() if "running" in k}
+    assert stats
+    phase = frozen.phases[-1]
+    loss = weighted_sum(phase.loss_fn(frozen.state, frozen.data.next()), phase.weights)
+    loss.backward()
+    frozen.state.optimizers["g"].step()
+    for k, v in stats.items():
+        torch.testing.assert_close(g.state_dict()[k], v)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
+    # without the flag the same step moves them
+    moving = build(load_config(EnhanceConfig, None, [
+        *TINY_WIDTHS, "model.d_head=none", f"train.init_g={artifact}"]), runtime, pairs)
+    phase = moving.phases[-1]
+    phase.loss_fn(moving.state, moving.data.next())
+    assert any(not torch.equal(moving.state.nets["g"].state_dict()[k], v)
+               for k, v in stats.items())
     # another G or other features: refused, naming what differs and the source
     with pytest.raises(ConfigError, match=r"train.init_g=.*model.g_depth 3 there, 4 here"):
         build(load_config(EnhanceConfig, None, [*TINY_WIDTHS, "model.g_depth=4",

@@ -134,6 +134,11 @@ class TrainConfig:
     # adversarially: SRGAN (Ledig et al. 2017, §3.2) starts its GAN from the MSE-trained
     # network "to avoid undesired local optima". D, Q and the optimisers start fresh.
     init_g: str | None = None
+    # Keep G's batch-norm statistics fixed (the layers normalise with their running
+    # statistics; their scale and shift still train): "frozen BN", the usual way to fine-tune
+    # a batch-norm network with small batches (Wu & Johnson 2021, "Rethinking 'Batch' in
+    # BatchNorm", on frozen BN). Meant for train.init_g.
+    freeze_g_norm: bool = False
 
 
 @dataclass

@@ -289,6 +289,10 @@ def build(cfg: EnhanceConfig, runtime: Runtime, pairs: list[Pair]) -> Setup:
     g = build_generator(cfg.model)
     if cfg.train.init_g is not None:
         init_generator(g, cfg)
+    if cfg.train.freeze_g_norm:  # nothing puts the training nets back in train mode
+        for m in g.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
     g = g.to(device)
     d = build_discriminator(cfg.model)
     nets: dict[str, torch.nn.Module] = {"g": g}
