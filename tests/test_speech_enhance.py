@@ -208,6 +208,11 @@ def test_config_refusals():
         check_config(load_config(EnhanceConfig, None, ["data.remix=1.5"]))
     with pytest.raises(ConfigError, match="data.eq"):
         check_config(load_config(EnhanceConfig, None, ["data.eq=-0.1"]))
+    with pytest.raises(ConfigError, match="train.freeze_g_norm needs train.init_g"):
+        check_config(load_config(EnhanceConfig, None, ["train.freeze_g_norm=true"]))
+    with pytest.raises(ConfigError, match="train.freeze_g_norm needs"):
+        check_config(load_config(EnhanceConfig, None, ["train.freeze_g_norm=true",
+                                                       "train.init_g=x", "model.g_norm=in"]))
     with pytest.raises(ConfigError, match="optim.decay_from"):
         check_config(load_config(EnhanceConfig, None, ["optim.decay_from=1.0"]))
 

@@ -101,6 +101,9 @@ def check_config(cfg: EnhanceConfig) -> None:
     if cfg.optim.decay_from is not None and not 0.0 <= cfg.optim.decay_from < 1.0:
         raise ConfigError(f"optim.decay_from is a fraction of train.steps in [0, 1), "
                           f"got {cfg.optim.decay_from}")
+    if cfg.train.freeze_g_norm and (cfg.train.init_g is None or cfg.model.g_norm != "bn"):
+        raise ConfigError("train.freeze_g_norm needs train.init_g and model.g_norm=bn (a new G's "
+                          "batch-norm statistics are the defaults, 0 and 1)")
     if cfg.train.q_every < 1:
         raise ConfigError(f"train.q_every must be >= 1, got {cfg.train.q_every}")
     if cfg.data.frames < 2 ** max(cfg.model.g_depth, cfg.model.d_depth):
