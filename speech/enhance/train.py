@@ -72,7 +72,7 @@ from speech.enhance.models import (
 )
 
 __all__ = ["Setup", "build", "build_discriminator", "build_metric_discriminator", "build_phases",
-           "check_config", "init_generator", "linear_decay", "main", "neg_si_sdr"]
+           "check_config", "linear_decay", "load_init_g", "main", "neg_si_sdr"]
 
 G_TERMS = ("g/l1", "g/adv", "g/match", "g/fm", "g/metric", "g/sisdr")
 D_TERMS = ("d/real", "d/fake", "d/wrong", "d/match", "d/mismatch", "d/match_fake", "d/gp")
@@ -113,8 +113,8 @@ def check_config(cfg: EnhanceConfig) -> None:
 G_FIELDS = ("g_base", "g_max", "g_depth", "g_norm", "g_stem", "mask_max")
 
 
-def init_generator(g: MaskUNet, cfg: EnhanceConfig) -> None:
-    """``train.init_g``: copy a trained enhancer's (EMA) G weights into ``g``.
+def load_init_g(cfg: EnhanceConfig) -> dict[str, Tensor]:
+    """``train.init_g``: the (EMA) G weights of a trained enhancer, for :func:`build`.
 
     Refused, naming the keys, when the source was trained with another G or other features
     (the same weights would then mean something else)."""
@@ -132,7 +132,7 @@ def init_generator(g: MaskUNet, cfg: EnhanceConfig) -> None:
     if differ:
         raise ConfigError(f"train.init_g={path}: trained with another G or features "
                           f"({'; '.join(differ)})")
-    g.load_state_dict(src.g.state_dict())
+    return src.g.state_dict()
 
 
 def neg_si_sdr(ref: Tensor, est: Tensor, eps: float = 1e-8) -> Tensor:
@@ -284,14 +284,18 @@ class Setup:
     feat: Featurizer
 
 
-def build(cfg: EnhanceConfig, runtime: Runtime, pairs: list[Pair]) -> Setup:
-    """Networks, optimisers, EMA, phases and data of one run (also used by tests)."""
+def build(cfg: EnhanceConfig, runtime: Runtime, pairs: list[Pair],
+          init_g: dict[str, Tensor] | None = None) -> Setup:
+    """Networks, optimisers, EMA, phases and data of one run (also used by tests).
+
+    ``init_g``: G's starting weights when ``train.init_g`` is set (default: loaded here by
+    :func:`load_init_g`)."""
     check_config(cfg)
     device = runtime.device
     feat = featurizer(cfg.feature)
     g = build_generator(cfg.model)
     if cfg.train.init_g is not None:
-        init_generator(g, cfg)
+        g.load_state_dict(load_init_g(cfg) if init_g is None else init_g)
     if cfg.train.freeze_g_norm:  # nothing puts the training nets back in train mode
         for m in g.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -359,8 +363,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     cfg: EnhanceConfig = inv.config
     try:
         check_config(cfg)
-        if cfg.train.init_g is not None:  # refuse a wrong source before the run folder exists
-            init_generator(build_generator(cfg.model), cfg)
+        # loaded (or refused) before the run folder exists
+        init_g = load_init_g(cfg) if cfg.train.init_g is not None else None
         root = corpus_root(cfg.data.corpus, cfg.data.preset, cfg.data.root, cfg.feature.sr)
         train_pairs = load_pairs(root, "train", cfg.feature.sr)
         test_pairs = load_pairs(root, "test", cfg.feature.sr)
@@ -377,7 +381,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from speech.enhance.evaluate import evaluate_systems, make_baselines
     from speech.metrics import si_sdr
 
-    setup = build(cfg, run.runtime, train_pairs)
+    setup = build(cfg, run.runtime, train_pairs, init_g=init_g)
     state, feat = setup.state, setup.feat
     if inv.resume:
         if run.checkpointer.latest() is not None:
