@@ -157,6 +157,7 @@ def test_training_entry_trains_caches_and_reuses_the_matcher(tmp_path, monkeypat
     def no_training(*args, **kwargs):
         raise AssertionError("a cached matcher was trained again")
 
+    trainer = tm.train_matcher
     monkeypatch.setattr(tm, "train_matcher", no_training)
     t2i.main(["--config", str(TINY), "--run-dir", str(tmp_path / "b"), *small, "seed=1"])
     assert list((tmp_path / "cache" / "matcher").iterdir()) == folders
@@ -165,7 +166,19 @@ def test_training_entry_trains_caches_and_reuses_the_matcher(tmp_path, monkeypat
     assert report["key"] == {16: folders[0].name, 32: folders[0].name}
     assert sorted(report["auc"]) == [16, 32]
     for row in report["auc"].values():
-        assert len(row) == 8 and all(0.0 <= v <= 1.0 for v in row.values())
+        assert len(row) == 9 and all(0.0 <= v <= 1.0 for v in row.values())
+        assert "over swap" in row  # a render against its caption's colour swap
+    # swap negatives: another matcher, trained on the corpus's colour-swapped captions
+    monkeypatch.setattr(tm, "train_matcher", trainer)
+    t2i.main(["--config", str(TINY), "--run-dir", str(tmp_path / "c"), *small,
+              "matcher.swap_negatives=true", "loss.matcher_swaps=true"])
+    (swapped,) = set((tmp_path / "cache" / "matcher").iterdir()) - set(folders)
+    meta = json.loads((swapped / "matcher.json").read_text())
+    assert meta["config"]["swap_negatives"] is True
+    assert set(meta["heldout_over_swap"]) == {"16", "32"}
+    log = (tmp_path / "c" / "metrics.jsonl").read_text()
+    rows = [json.loads(line) for line in log.splitlines()]
+    assert any("train/stage2/g/matcher" in row for row in rows)  # G trained against the swaps
 
 
 def test_per_stage_matchers_train_on_their_own_resolution_only() -> None:
@@ -179,3 +192,43 @@ def test_per_stage_matchers_train_on_their_own_resolution_only() -> None:
     assert own[8].meta["sizes"] == [8] and own[16].meta["sizes"] == [16]
     # per_stage picks which resolutions a matcher sees; it is not part of what it is
     assert tm.matcher_key(cfg, "colours", [8, 16]) == shared[8].meta["key"]
+
+
+def _with_swaps(corpus: t2i.Corpus) -> t2i.Corpus:
+    gen = torch.Generator().manual_seed(1)
+    corpus.swaps = torch.randn(corpus.embeddings.shape, generator=gen)
+    corpus.swap_ok = torch.rand(corpus.embeddings.shape[:2], generator=gen) < 0.7
+    return corpus
+
+
+def _stage_losses(overrides: list[str], corpus: t2i.Corpus, tmp_path: Path,
+                  matcher: tm.ImageTextMatcher | None) -> dict[str, torch.Tensor]:
+    cfg = load_config(t2i.StackGANConfig, TINY, ["model.d_head=projection", *overrides])
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
+    stage = t2i.build_stage(1, cfg, corpus, runtime, tmp_path, "hash", matcher=matcher)
+    batch = stage.data.next()
+    torch.manual_seed(0)
+    losses = dict(stage.phases[0].loss_fn(stage.state, batch))
+    losses.update(stage.phases[1].loss_fn(stage.state, batch))
+    return losses
+
+
+def test_swap_negatives_are_added_to_the_matcher_and_head_nce_terms(tmp_path) -> None:
+    matcher = tm.ImageTextMatcher(SMALL, 16).eval().requires_grad_(False)
+    corpus = _with_swaps(_random_corpus())
+    on = ["loss.matcher=1", "loss.head_nce=1"]
+    plain = _stage_losses(on, corpus, tmp_path / "a", matcher)
+    swaps = _stage_losses([*on, "loss.matcher_swaps=true", "loss.head_nce_swaps=true"],
+                          corpus, tmp_path / "b", matcher)
+    # the same networks, batch and noise: every other term is unchanged, the three with
+    # extra negatives grow (a softmax over more candidates puts less mass on the right one)
+    for name in ("g/matcher", "d/head_nce", "g/head_nce"):
+        assert swaps[name] > plain[name], name
+    for name in ("d/real", "d/wrong", "d/fake", "g/adv"):
+        assert_close(swaps[name], plain[name], msg=name)
+    swaps["g/matcher"].backward()  # the swaps' term trains G
+    with pytest.raises(ValueError, match="are off"):
+        _stage_losses(["loss.matcher_swaps=true"], corpus, tmp_path / "c", None)
+    with pytest.raises(ValueError, match="colour swaps in the corpus"):
+        _stage_losses([*on, "loss.head_nce_swaps=true"], _random_corpus(), tmp_path / "d",
+                      matcher)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -46,6 +47,12 @@ __all__ = ["ImageTextMatcher", "MatcherConfig", "attribute_auc", "load_or_train_
            "train_matcher"]
 
 MATCHER_VERSION = 1  # bump when the network or the training recipe changes
+_LATER_OPTIONS = ("swap_negatives",)  # MatcherConfig fields newer than version 1, default off
+
+# () → (float Tensor[N, C, E], bool Tensor[N, C]): the corpus's colour-swapped captions
+# embedded, and which captions have one (text2img.negatives.swapped_embeddings); called
+# only when a matcher with swap_negatives has to be trained
+Negatives = Callable[[], tuple[Tensor, Tensor]]
 
 
 @dataclass
@@ -68,6 +75,10 @@ class MatcherConfig:
     per_stage: bool = False
     # the stages whose G is scored by the matcher (loss.matcher); the others train without it
     stages: list[int] = field(default_factory=lambda: [1, 2])
+    # true: every caption's colour swap (text2img/negatives.py) is an extra negative of the
+    # image → caption term (NegCLIP, Yuksekgonul et al. 2023, §4), so the matcher learns
+    # which part each colour is on, not only which colours are in the picture
+    swap_negatives: bool = False
 
 
 class ImageTextMatcher(nn.Module):
@@ -96,39 +107,58 @@ class ImageTextMatcher(nn.Module):
         return self.critic(self.image_features(images), cond)
 
 
-def symmetric_nce(logits: Tensor, cond: Tensor) -> Tensor:
+def symmetric_nce(logits: Tensor, cond: Tensor, swap_logits: Tensor | None = None,
+                  swap_cond: Tensor | None = None, swap_ok: Tensor | None = None) -> Tensor:
     """DAMSM's sentence loss L_1^s + L_2^s (eqs. 12–13), halved: images pick their caption
-    among the batch's and captions their image; duplicate captions are not negatives."""
-    return 0.5 * (contrastive_loss(logits, cond) + contrastive_loss(logits.t(), cond))
+    among the batch's and captions their image; duplicate captions are not negatives.
+
+    With ``swap_logits`` (Tensor[B, B]: image i against caption j's colour swap
+    ``swap_cond[j]``, which exists where ``swap_ok[j]``) the swaps are extra negatives of
+    the image → caption term (NegCLIP, Yuksekgonul et al. 2023, §4); a swap identical to
+    image i's own caption is not one."""
+    extra = None
+    if swap_logits is not None:
+        if swap_cond is None or swap_ok is None:
+            raise ValueError("swap_logits needs swap_cond and swap_ok")
+        extra = (swap_logits, swap_cond, swap_ok)
+    return 0.5 * (contrastive_loss(logits, cond, extra) + contrastive_loss(logits.t(), cond))
 
 
 def matcher_key(cfg: MatcherConfig, corpus_key: str, sizes: list[int]) -> str:
-    """Cache key: the corpus, the resolutions trained on and what shapes the weights."""
+    """Cache key: the corpus, the resolutions trained on and what shapes the weights.
+
+    Options added after version 1 enter the key only when switched on, so matchers cached
+    before they existed keep their keys."""
     shaping = {k: v for k, v in to_dict(cfg).items() if k not in ("per_stage", "stages")}
+    for key in _LATER_OPTIONS:
+        if not shaping[key]:
+            del shaping[key]
     return short_hash({"version": MATCHER_VERSION, "corpus": corpus_key, "sizes": sorted(sizes),
                        "config": shaping})
 
 
 def stage_matchers(cfg: MatcherConfig, images: dict[int, Tensor], emb: Tensor,
                    corpus_key: str, progress: bool = True,
-                   scored: list[int] | None = None) -> dict[int, ImageTextMatcher]:
+                   scored: list[int] | None = None, negatives: Negatives | None = None,
+                   ) -> dict[int, ImageTextMatcher]:
     """Resolution → the matcher that scores it, for the resolutions in ``scored`` (default:
     all of ``images``): one for all (``cfg.per_stage`` false, trained on every resolution
     of ``images``) or one per resolution, each loaded or trained by
-    :func:`load_or_train_matcher`."""
+    :func:`load_or_train_matcher` (``negatives`` as there)."""
     scored = sorted(images) if scored is None else sorted(scored)
     groups = [[r] for r in scored] if cfg.per_stage else [sorted(images)]
     out = {}
     for group in groups:
         matcher = load_or_train_matcher(cfg, {r: images[r] for r in group}, emb, corpus_key,
-                                        progress=progress)
+                                        progress=progress, negatives=negatives)
         out.update({r: matcher for r in group if r in scored})
     return out
 
 
 def _batch(images: dict[int, Tensor], emb: Tensor, idx: Tensor, sizes: list[int],
            cfg: MatcherConfig, gen: torch.Generator) -> tuple[list[Tensor], Tensor]:
-    """A training batch: equal parts at each resolution, random flips and caption choice."""
+    """A training batch: equal parts at each resolution, random flips; and which caption of
+    each image (Tensor[B] of caption indices)."""
     parts = []
     for r, chunk in zip(sizes, idx.tensor_split(len(sizes)), strict=True):
         x = images[r][chunk].float().div_(127.5).sub_(1.0)
@@ -138,8 +168,7 @@ def _batch(images: dict[int, Tensor], emb: Tensor, idx: Tensor, sizes: list[int]
             sigma = torch.rand(len(x), 1, 1, 1, generator=gen) * cfg.noise
             x = x + sigma * torch.randn(x.shape, generator=gen)
         parts.append(x)
-    cap = torch.randint(emb.shape[1], (len(idx),), generator=gen)
-    return parts, emb[idx, cap]
+    return parts, torch.randint(emb.shape[1], (len(idx),), generator=gen)
 
 
 def _logits(matcher: ImageTextMatcher, parts: list[Tensor], cond: Tensor) -> Tensor:
@@ -163,14 +192,25 @@ def retrieval_accuracy(matcher: ImageTextMatcher, images: Tensor, emb: Tensor,
 
 
 def train_matcher(cfg: MatcherConfig, images: dict[int, Tensor], emb: Tensor,
-                  progress: bool = True) -> tuple[ImageTextMatcher, dict[str, Any]]:
+                  progress: bool = True, negatives: tuple[Tensor, Tensor] | None = None,
+                  ) -> tuple[ImageTextMatcher, dict[str, Any]]:
     """Train on ``images`` (resolution → uint8 Tensor[N, 3, R, R]) and their captions'
     embeddings ``emb`` (Tensor[N, C, E]); the last ``cfg.holdout`` images are kept out and
-    scored (image → caption retrieval among 64) at every resolution."""
+    scored (image → caption retrieval among 64) at every resolution. ``cfg.swap_negatives``
+    needs ``negatives``: the captions' colour swaps embedded (Tensor[N, C, E]) and which
+    captions have one (bool Tensor[N, C]); they are then also scored on the held-out images
+    (how often an image prefers its caption to the swap)."""
     n = len(emb)
     if cfg.holdout >= n - cfg.batch_size:
         raise ValueError(f"matcher: {n} images leave too few for training after holding out "
                          f"{cfg.holdout} (batch {cfg.batch_size})")
+    if cfg.swap_negatives and negatives is None:
+        raise ValueError("matcher.swap_negatives needs the captions' colour swaps (negatives)")
+    if negatives is not None and (negatives[0].shape != emb.shape
+                                  or negatives[1].shape != emb.shape[:2]):
+        raise ValueError(f"negatives must be Tensor{list(emb.shape)} and bool "
+                         f"Tensor{list(emb.shape[:2])}, got {list(negatives[0].shape)} and "
+                         f"{list(negatives[1].shape)}")
     sizes = sorted(images)
     torch.manual_seed(cfg.seed)
     matcher = ImageTextMatcher(cfg, emb.shape[-1])
@@ -188,8 +228,16 @@ def train_matcher(cfg: MatcherConfig, images: dict[int, Tensor], emb: Tensor,
     loss = torch.zeros(())
     for _ in bar:
         idx = torch.randperm(train_n, generator=gen)[:cfg.batch_size]
-        parts, cond = _batch(images, emb, idx, sizes, cfg, gen)
-        loss = symmetric_nce(_logits(matcher, parts, cond), cond)
+        parts, cap = _batch(images, emb, idx, sizes, cfg, gen)
+        cond = emb[idx, cap]
+        if cfg.swap_negatives:
+            assert negatives is not None
+            feats = torch.cat([matcher.image_features(x) for x in parts])
+            swap, ok = negatives[0][idx, cap], negatives[1][idx, cap]
+            loss = symmetric_nce(matcher.critic(feats, cond), cond, matcher.critic(feats, swap),
+                                 swap, ok)
+        else:
+            loss = symmetric_nce(_logits(matcher, parts, cond), cond)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -198,15 +246,46 @@ def train_matcher(cfg: MatcherConfig, images: dict[int, Tensor], emb: Tensor,
     matcher.eval().requires_grad_(False)
     held = {str(r): retrieval_accuracy(matcher, images[r][train_n:], emb[train_n:])
             for r in sizes}
-    return matcher, {"final_loss": loss.item(), "heldout_r1_of_64": held}
+    stats = {"final_loss": loss.item(), "heldout_r1_of_64": held}
+    if negatives is not None:
+        stats["heldout_over_swap"] = {
+            str(r): swap_preference(matcher, images[r][train_n:], emb[train_n:, 0],
+                                    negatives[0][train_n:, 0], negatives[1][train_n:, 0])
+            for r in sizes}
+    return matcher, stats
+
+
+@torch.no_grad()
+def swap_preference(matcher: ImageTextMatcher, images: Tensor, emb: Tensor, swap: Tensor,
+                    ok: Tensor) -> float:
+    """Share of ``images`` (uint8 Tensor[N, 3, R, R]) that score their caption (``emb``,
+    Tensor[N, E]) above its colour swap (``swap``), over those that have one (``ok``):
+    0.5 = the matcher does not know which part each colour is on."""
+    matcher.eval()
+    keep = ok.nonzero().flatten()
+    if not len(keep):
+        return float("nan")
+    wins = []
+    for chunk in keep.split(256):
+        feats = matcher.image_features(images[chunk].float().div(127.5).sub(1.0))
+        img = F.normalize(matcher.critic.image(feats), dim=-1)
+
+        def cos(e: Tensor, img: Tensor = img) -> Tensor:
+            return (img * F.normalize(matcher.critic.cond(matcher.critic.norm(e)), dim=-1)).sum(-1)
+
+        wins.append(cos(emb[chunk]) > cos(swap[chunk]))
+    return torch.cat(wins).float().mean().item()
 
 
 def load_or_train_matcher(cfg: MatcherConfig, images: dict[int, Tensor], emb: Tensor,
-                          corpus_key: str, progress: bool = True) -> ImageTextMatcher:
+                          corpus_key: str, progress: bool = True,
+                          negatives: Negatives | None = None) -> ImageTextMatcher:
     """The cached matcher for this corpus and config, trained first if missing.
 
     ``corpus_key`` must identify the images and the embedded captions (``Corpus.key``);
-    without one there is nothing to cache under, so it is an error.
+    without one there is nothing to cache under, so it is an error. ``negatives`` gives the
+    captions' colour swaps; it is called only when a ``cfg.swap_negatives`` matcher has to
+    be trained.
     """
     from safetensors.torch import load_file, save_file
 
@@ -221,7 +300,10 @@ def load_or_train_matcher(cfg: MatcherConfig, images: dict[int, Tensor], emb: Te
         matcher.meta = json.loads(meta_path.read_text())
         return matcher
     t0 = time.perf_counter()
-    matcher, stats = train_matcher(cfg, images, emb, progress=progress)
+    if cfg.swap_negatives and negatives is None:
+        raise ValueError("matcher.swap_negatives needs the captions' colour swaps (negatives)")
+    matcher, stats = train_matcher(cfg, images, emb, progress=progress,
+                                   negatives=negatives() if cfg.swap_negatives else None)
     stats["train_seconds"] = round(time.perf_counter() - t0, 1)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "matcher.safetensors") as tmp:
@@ -265,6 +347,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from common.config import parse_cli
     from text2img import train as t2i
     from text2img.encoders import get_encoder
+    from text2img.negatives import swapped_embeddings
 
     inv = parse_cli(t2i.StackGANConfig, argv, prog="python -m text2img.matcher",
                     description=__doc__.split("\n\n")[0] + "\n\nTrains or loads the "
@@ -274,7 +357,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(cfg.runtime.threads or torch.get_num_threads())
     encoder = get_encoder(cfg.data.encoder)
     corpus = t2i.load_corpus(cfg, encoder)
-    matchers = stage_matchers(cfg.matcher, corpus.images, corpus.embeddings, corpus.key)
+    matchers = stage_matchers(cfg.matcher, corpus.images, corpus.embeddings, corpus.key,
+                              negatives=t2i.corpus_swaps(corpus, encoder))
     result: dict[str, Any] = {"key": {r: m.meta["key"] for r, m in matchers.items()}}
     for r, m in matchers.items():
         print(f"{r} px: matcher {m.meta['key']}, held-out image→caption retrieval among 64 "
@@ -284,15 +368,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         spec = SynthBirdsSpec(cfg.data.synth_seed, cfg.data.synth_master, cfg.data.heldout_pairs)
         test = load_split(spec, "test", 2000)
+        first = [caps[:1] for caps in test.captions]
+        swap, ok = swapped_embeddings(first, encoder.encode)
+        own = encoder.encode([c[0] for c in first])
         table = {}
         for r, matcher in sorted(matchers.items()):
-            x = torch.from_numpy(np.ascontiguousarray(test.images_at(r)))
-            table[r] = attribute_auc(matcher, encoder,
-                                     x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0),
+            x = torch.from_numpy(np.ascontiguousarray(test.images_at(r))).permute(0, 3, 1, 2)
+            table[r] = attribute_auc(matcher, encoder, x.float().div(127.5).sub(1.0),
                                      test.attributes)
+            table[r]["over swap"] = swap_preference(matcher, x, own, swap[:, 0], ok[:, 0])
         names = list(next(iter(table.values())))
         print(f"\nOne-vs-rest AUC of each attribute's one-attribute captions, {len(test)} "
-              "SynthBirds test renders:\n")
+              "SynthBirds test renders; 'over swap': how often a render scores its first "
+              f"caption above that caption's colour swap ({int(ok.sum())} of them):\n")
         print("| px | " + " | ".join(names) + " |")
         print("|---|" + "---:|" * len(names))
         for r, row in table.items():

@@ -31,6 +31,11 @@ shared loop (:func:`common.training.train`) with a D phase and a G phase:
   against the batch's captions under a frozen image–caption matcher trained once on the
   real training pairs (:mod:`text2img.matcher`; AttnGAN's DAMSM loss, eq. 3). D is as
   above; the matcher does not adapt to G.
+* Optional (``loss.matcher_swaps``, ``loss.head_nce_swaps``): each caption's colour swap
+  ("a blue bird with red wings" for "a red bird with blue wings", :mod:`text2img.negatives`;
+  NegCLIP's hard negatives, Yuksekgonul et al. 2023, §4) as one more wrong caption per
+  image in ``g/matcher``, or in ``d/head_nce`` and ``g/head_nce``; a matcher trained with
+  them (``matcher.swap_negatives``) learns which part each colour is on.
 
 Captions are embedded once by the frozen text encoder (``data.encoder``, cached on disk by
 :class:`text2img.encoders.EmbeddingCache`), never per step. G's exponential moving average
@@ -51,8 +56,9 @@ import contextlib
 import copy
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -172,6 +178,13 @@ class LossConfig:
     # pairs (text2img/matcher.py; AttnGAN's DAMSM sentence loss, Xu et al. 2018 eqs. 3,
     # 10–13), scores G's images against the batch's captions. 0 = off.
     matcher: float = 0.0
+    # Colour-swapped captions as hard negatives (text2img/negatives.py; NegCLIP, Yuksekgonul
+    # et al. 2023, §4): every caption naming two colours has a copy with two of them
+    # exchanged ("a blue bird with red wings" for "a red bird with blue wings"), false for
+    # its image. matcher_swaps: g/matcher also asks G's image to score its caption above
+    # the caption's swap; head_nce_swaps: so do d/head_nce (real images) and g/head_nce.
+    matcher_swaps: bool = False
+    head_nce_swaps: bool = False
     # Overrides of the per-head D weights (d/real, d/wrong, d/fake, d/match, d/mismatch)
     # and G weights (g/adv, g/match), keyed by logged name.
     weights: dict[str, float] = field(default_factory=dict)
@@ -253,6 +266,8 @@ class Corpus:
     class_ids: np.ndarray | None = None  # [N]
     words: Tensor | None = None  # float16 [N, C, T, H]: word-level features (loss.words)
     word_mask: Tensor | None = None  # bool [N, C, T]: which of them are real words
+    swaps: Tensor | None = None  # float32 [N, C, E]: each caption's colour swap embedded
+    swap_ok: Tensor | None = None  # bool [N, C]: which captions have a swap
     key: str = ""  # identifies the images and the embedded captions (caches built on them)
 
     def __len__(self) -> int:
@@ -307,8 +322,28 @@ def load_corpus(cfg: StackGANConfig, encoder: Any) -> Corpus:
         words, mask = cache.encode_tokens(encoder, flat, dataset_hash=key)
         extra.update(words=words.view(len(captions), per_image, *words.shape[1:]),
                      word_mask=mask.view(len(captions), per_image, -1))
+    if cfg.loss.matcher_swaps or cfg.loss.head_nce_swaps:
+        from text2img.negatives import swapped_embeddings
+
+        extra["swaps"], extra["swap_ok"] = swapped_embeddings(
+            captions, partial(cache.encode, encoder))
     return Corpus(images, emb.view(len(captions), per_image, -1), captions,
                   key=f"{key}-{d.encoder}", **extra)
+
+
+def corpus_swaps(corpus: Corpus, encoder: Any) -> Callable[[], tuple[Tensor, Tensor]]:
+    """() → the corpus captions' colour swaps embedded (cached on disk) and which captions
+    have one: the hard negatives of ``matcher.swap_negatives`` (text2img/negatives.py)."""
+    from text2img.encoders import EmbeddingCache
+    from text2img.negatives import swapped_embeddings
+
+    if corpus.swaps is not None and corpus.swap_ok is not None:
+        swaps, ok = corpus.swaps, corpus.swap_ok
+        return lambda: (swaps, ok)
+    if corpus.captions is None:
+        raise ValueError("the corpus has no caption texts to swap colours in")
+    captions = corpus.captions
+    return partial(swapped_embeddings, captions, partial(EmbeddingCache().encode, encoder))
 
 
 @dataclass
@@ -318,6 +353,14 @@ class Batch:
     wrong: Tensor  # (B,) index of a mismatched caption within the batch
     words: Tensor | None = None  # (B, T, H) the caption's word features (loss.words)
     word_mask: Tensor | None = None  # (B, T) which are real words
+    swap: Tensor | None = None  # (B, E) the caption's colour swap (loss.*_swaps)
+    swap_ok: Tensor | None = None  # (B,) whether it has one
+
+    def swaps(self) -> tuple[Tensor, Tensor]:
+        """(swap, swap_ok), which the ``loss.*_swaps`` terms need."""
+        if self.swap is None or self.swap_ok is None:
+            raise ValueError("the batch has no colour swaps (Corpus.swaps is not loaded)")
+        return self.swap, self.swap_ok
 
 
 def _pick_wrong(same: Tensor, gen: torch.Generator) -> Tensor:
@@ -401,8 +444,12 @@ class CaptionedImages:
             width = max(int(mask.sum(1).max()), 1)  # trim the batch's padding
             words = self.corpus.words[idx, cap, :width].float().to(self.device)
             mask = mask[:, :width].to(self.device)
+        swap = ok = None
+        if self.corpus.swaps is not None and self.corpus.swap_ok is not None:
+            swap = self.corpus.swaps[idx, cap].to(self.device)
+            ok = self.corpus.swap_ok[idx, cap].to(self.device)
         return Batch(x.to(self.device), emb.to(self.device),
-                     self._wrong(idx, cap, emb).to(self.device), words, mask)
+                     self._wrong(idx, cap, emb).to(self.device), words, mask, swap, ok)
 
     def state_dict(self) -> dict[str, Any]:
         return {"gen": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos}
@@ -515,6 +562,10 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
     for key in ("contrastive", "words", "head_nce", "matcher"):
         if getattr(cfg.loss, key) < 0:
             raise ValueError(f"loss.{key} must be >= 0 (0 = off), got {getattr(cfg.loss, key)}")
+    for key in ("head_nce", "matcher"):
+        if getattr(cfg.loss, f"{key}_swaps") and getattr(cfg.loss, key) == 0:
+            raise ValueError(f"loss.{key}_swaps adds negatives to the loss.{key} terms, which "
+                             f"are off (loss.{key}=0)")
     reuse: dict[str, Any] = {}  # the D phase's fakes, for the G phase (train.reuse_fake)
     contrast = cfg.loss.contrastive > 0  # D carries a ContrastiveCritic (build_stage)
     words = cfg.loss.words > 0  # D carries a WordRegionCritic (build_stage)
@@ -542,7 +593,11 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
             losses["d/words"] = contrastive_loss(logits, batch.emb)
         if head_nce:
             pairs = d.head.pairwise(real_f, batch.emb).float()
-            losses["d/head_nce"] = contrastive_loss(pairs, batch.emb)
+            extra = None
+            if cfg.loss.head_nce_swaps:  # the swaps as more wrong captions per image
+                swap, ok = batch.swaps()
+                extra = (d.head.pairwise(real_f, swap).float(), swap, ok)
+            losses["d/head_nce"] = contrastive_loss(pairs, batch.emb, extra)
         return losses
 
     def g_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
@@ -563,9 +618,19 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
                 losses["g/words"] = contrastive_loss(d.words(feats, word_feats, word_mask), emb)
             if head_nce:
                 pairs = d.head.pairwise(feats, emb).float()
-                losses["g/head_nce"] = contrastive_loss(pairs, emb)
+                extra = None
+                if cfg.loss.head_nce_swaps:
+                    swap, ok = batch.swaps()
+                    extra = (d.head.pairwise(feats, swap).float(), swap, ok)
+                losses["g/head_nce"] = contrastive_loss(pairs, emb, extra)
         if use_matcher:  # frozen: gradients reach G only
-            losses["g/matcher"] = symmetric_nce(matcher(fake["image"], emb).float(), emb)
+            if cfg.loss.matcher_swaps:
+                swap, ok = batch.swaps()
+                m_feats = matcher.image_features(fake["image"])
+                logits, swap_logits = (matcher.critic(m_feats, c).float() for c in (emb, swap))
+                losses["g/matcher"] = symmetric_nce(logits, emb, swap_logits, swap, ok)
+            else:
+                losses["g/matcher"] = symmetric_nce(matcher(fake["image"], emb).float(), emb)
         ca = fake["ca"]
         if ca.logvar is not None:  # CA on
             # CA's KL (§3.2) per code dimension, like the official KL_loss (a mean, not a sum).
@@ -587,6 +652,9 @@ def build_stage(index: int, cfg: StackGANConfig, corpus: Corpus, runtime: Runtim
     """Networks, optimisers, EMA, phases, data and checkpointer of stage ``index``
     (``matcher``: see :func:`build_phases`)."""
     device, embed_dim = runtime.device, corpus.embeddings.shape[-1]
+    if (cfg.loss.matcher_swaps or cfg.loss.head_nce_swaps) and corpus.swaps is None:
+        raise ValueError("loss.matcher_swaps / loss.head_nce_swaps need the captions' colour "
+                         "swaps in the corpus (load_corpus embeds them when either is on)")
     stage_cfg = cfg.train.stage1 if index == 1 else cfg.train.stage2
     resolution = cfg.model.stage_res(index)
     base = cfg.seed * 1000 + 10 * index
@@ -882,8 +950,8 @@ def _main(cfg: StackGANConfig, inv: Any, run: Run) -> dict[str, Any]:
         if cfg.loss.matcher > 0:
             scored = [cfg.model.stage_res(i) for i in check_matcher_stages(cfg)]
             matchers = {r: m.to(device) for r, m in stage_matchers(
-                cfg.matcher, corpus.images, corpus.embeddings, corpus.key,
-                scored=scored).items()}
+                cfg.matcher, corpus.images, corpus.embeddings, corpus.key, scored=scored,
+                negatives=corpus_swaps(corpus, encoder)).items()}
         s1 = build_stage(1, cfg, corpus, run.runtime, run.dir, run.config_hash,
                          matcher=matchers.get(cfg.model.stage_res(1)))
     except (ConfigError, DatasetError, EncoderError, FileNotFoundError, ValueError) as err:

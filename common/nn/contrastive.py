@@ -105,11 +105,17 @@ class WordRegionCritic(nn.Module):
         return score / self.tau
 
 
-def contrastive_loss(logits: Tensor, cond: Tensor | None = None) -> Tensor:
+def contrastive_loss(logits: Tensor, cond: Tensor | None = None,
+                     extra: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
     """InfoNCE of image i against the batch's conditions (eq. 2): cross-entropy with target i.
 
     logits: Tensor[B, B] from :class:`ContrastiveCritic`; cond: the Tensor[B, E] conditions,
     given to drop duplicates (j ≠ i with cond_j == cond_i) from the negatives.
+
+    extra: more negatives for every image, ``(logits Tensor[B, K], conditions Tensor[K, E],
+    valid bool Tensor[K])`` — e.g. each caption's colour swap (NegCLIP's hard negatives,
+    Yuksekgonul et al. 2023, §4); an invalid one, or one equal to image i's own condition,
+    is dropped for that image.
     """
     if logits.dim() != 2 or logits.shape[0] != logits.shape[1]:
         raise ValueError(f"logits must be [B, B], got {tuple(logits.shape)}")
@@ -118,4 +124,15 @@ def contrastive_loss(logits: Tensor, cond: Tensor | None = None) -> Tensor:
         same = (cond[:, None, :] == cond[None, :, :]).all(dim=-1)
         same &= ~torch.eye(b, dtype=torch.bool, device=logits.device)
         logits = logits.masked_fill(same, float("-inf"))
+    if extra is not None:
+        more, more_cond, valid = extra
+        k = len(more_cond)
+        if more.shape != (b, k) or valid.shape != (k,):
+            raise ValueError(f"extra negatives must be logits [{b}, K], conditions [K, E] and "
+                             f"valid [K], got {tuple(more.shape)}, {tuple(more_cond.shape)}, "
+                             f"{tuple(valid.shape)}")
+        drop = ~valid[None, :].expand(b, -1)
+        if cond is not None:
+            drop = drop | (cond[:, None, :] == more_cond[None, :, :]).all(dim=-1)
+        logits = torch.cat([logits, more.to(logits.dtype).masked_fill(drop, float("-inf"))], 1)
     return F.cross_entropy(logits, torch.arange(b, device=logits.device))
