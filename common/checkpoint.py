@@ -196,6 +196,8 @@ def resolve_weights(path: str | Path, artifact: str) -> tuple[str, Path, Path]:
         if latest is None:
             raise CheckpointError(f"{path}: neither {artifact} nor a checkpoint to load")
         return "checkpoint", latest, path
+    if path.suffix in (".safetensors", ".pt") and not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
     if path.suffix == ".safetensors":
         return "artifact", path, path.parent
     if path.suffix == ".pt":

@@ -269,6 +269,12 @@ def test_init_g_starts_g_and_its_ema_from_a_trained_enhancer(pairs, tmp_path):
         build(load_config(EnhanceConfig, None, [*TINY_WIDTHS,
                                                 f"train.init_g={tmp_path / 'nowhere'}"]),
               runtime, pairs)
+    # a missing artifact or checkpoint file is named as missing (not its metadata)
+    for missing in ("gone.safetensors", "step_000000009.pt"):
+        with pytest.raises(ConfigError, match=rf"train.init_g: .*{missing}: no such file"):
+            build(load_config(EnhanceConfig, None, [*TINY_WIDTHS,
+                                                    f"train.init_g={tmp_path / missing}"]),
+                  runtime, pairs)
 
 
 def test_linear_decay_holds_then_reaches_zero_at_the_last_step():
