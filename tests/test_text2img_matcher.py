@@ -171,7 +171,7 @@ def test_training_entry_trains_caches_and_reuses_the_matcher(tmp_path, monkeypat
     # swap negatives: another matcher, trained on the corpus's colour-swapped captions
     monkeypatch.setattr(tm, "train_matcher", trainer)
     t2i.main(["--config", str(TINY), "--run-dir", str(tmp_path / "c"), *small,
-              "matcher.swap_negatives=true", "loss.matcher_swaps=true"])
+              "matcher.swap_negatives=true"])
     (swapped,) = set((tmp_path / "cache" / "matcher").iterdir()) - set(folders)
     meta = json.loads((swapped / "matcher.json").read_text())
     assert meta["config"]["swap_negatives"] is True
@@ -218,7 +218,7 @@ def test_swap_negatives_are_added_to_the_matcher_and_head_nce_terms(tmp_path) ->
     corpus = _with_swaps(_random_corpus())
     on = ["loss.matcher=1", "loss.head_nce=1"]
     plain = _stage_losses(on, corpus, tmp_path / "a", matcher)
-    swaps = _stage_losses([*on, "loss.matcher_swaps=true", "loss.head_nce_swaps=true"],
+    swaps = _stage_losses([*on, "matcher.swap_negatives=true", "loss.head_nce_swaps=true"],
                           corpus, tmp_path / "b", matcher)
     # the same networks, batch and noise: every other term is unchanged, the three with
     # extra negatives grow (a softmax over more candidates puts less mass on the right one)
@@ -228,7 +228,7 @@ def test_swap_negatives_are_added_to_the_matcher_and_head_nce_terms(tmp_path) ->
         assert_close(swaps[name], plain[name], msg=name)
     swaps["g/matcher"].backward()  # the swaps' term trains G
     with pytest.raises(ValueError, match="are off"):
-        _stage_losses(["loss.matcher_swaps=true"], corpus, tmp_path / "c", None)
+        _stage_losses(["loss.head_nce_swaps=true"], corpus, tmp_path / "c", None)
     with pytest.raises(ValueError, match="colour swaps in the corpus"):
         _stage_losses([*on, "loss.head_nce_swaps=true"], _random_corpus(), tmp_path / "d",
                       matcher)

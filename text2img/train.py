@@ -31,11 +31,11 @@ shared loop (:func:`common.training.train`) with a D phase and a G phase:
   against the batch's captions under a frozen image–caption matcher trained once on the
   real training pairs (:mod:`text2img.matcher`; AttnGAN's DAMSM loss, eq. 3). D is as
   above; the matcher does not adapt to G.
-* Optional (``loss.matcher_swaps``, ``loss.head_nce_swaps``): each caption's colour swap
-  ("a blue bird with red wings" for "a red bird with blue wings", :mod:`text2img.negatives`;
-  NegCLIP's hard negatives, Yuksekgonul et al. 2023, §4) as one more wrong caption per
-  image in ``g/matcher``, or in ``d/head_nce`` and ``g/head_nce``; a matcher trained with
-  them (``matcher.swap_negatives``) learns which part each colour is on.
+* Optional: each caption's colour swap ("a blue bird with red wings" for "a red bird with
+  blue wings", :mod:`text2img.negatives`; NegCLIP's hard negatives, Yuksekgonul et al.
+  2023, §4) as one more wrong caption per image — in the matcher's training and then in
+  ``g/matcher`` (``matcher.swap_negatives``: G minimises the loss the matcher was trained
+  on), or in ``d/head_nce`` and ``g/head_nce`` (``loss.head_nce_swaps``).
 
 Captions are embedded once by the frozen text encoder (``data.encoder``, cached on disk by
 :class:`text2img.encoders.EmbeddingCache`), never per step. G's exponential moving average
@@ -178,12 +178,11 @@ class LossConfig:
     # pairs (text2img/matcher.py; AttnGAN's DAMSM sentence loss, Xu et al. 2018 eqs. 3,
     # 10–13), scores G's images against the batch's captions. 0 = off.
     matcher: float = 0.0
-    # Colour-swapped captions as hard negatives (text2img/negatives.py; NegCLIP, Yuksekgonul
-    # et al. 2023, §4): every caption naming two colours has a copy with two of them
-    # exchanged ("a blue bird with red wings" for "a red bird with blue wings"), false for
-    # its image. matcher_swaps: g/matcher also asks G's image to score its caption above
-    # the caption's swap; head_nce_swaps: so do d/head_nce (real images) and g/head_nce.
-    matcher_swaps: bool = False
+    # Colour-swapped captions as hard negatives of d/head_nce (real images) and g/head_nce
+    # (text2img/negatives.py; NegCLIP, Yuksekgonul et al. 2023, §4): every caption naming two
+    # colours has a copy with two of them exchanged ("a blue bird with red wings" for "a red
+    # bird with blue wings"), false for its image. g/matcher uses them when the matcher was
+    # trained with them (matcher.swap_negatives).
     head_nce_swaps: bool = False
     # Overrides of the per-head D weights (d/real, d/wrong, d/fake, d/match, d/mismatch)
     # and G weights (g/adv, g/match), keyed by logged name.
@@ -322,7 +321,7 @@ def load_corpus(cfg: StackGANConfig, encoder: Any) -> Corpus:
         words, mask = cache.encode_tokens(encoder, flat, dataset_hash=key)
         extra.update(words=words.view(len(captions), per_image, *words.shape[1:]),
                      word_mask=mask.view(len(captions), per_image, -1))
-    if cfg.loss.matcher_swaps or cfg.loss.head_nce_swaps:
+    if uses_swaps(cfg):
         from text2img.negatives import swapped_embeddings
 
         extra["swaps"], extra["swap_ok"] = swapped_embeddings(
@@ -547,6 +546,11 @@ def loss_weights(cfg: StackGANConfig) -> tuple[dict[str, float], dict[str, float
     return d_w, g_w
 
 
+def uses_swaps(cfg: StackGANConfig) -> bool:
+    """Whether a loss term needs the captions' colour swaps (Corpus.swaps)."""
+    return cfg.loss.head_nce_swaps or (cfg.loss.matcher > 0 and cfg.matcher.swap_negatives)
+
+
 def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.device,
                  matcher: nn.Module | None = None) -> list[Phase]:
     """The D and G phases of one stage (what each loss is: see the module docstring).
@@ -562,15 +566,15 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
     for key in ("contrastive", "words", "head_nce", "matcher"):
         if getattr(cfg.loss, key) < 0:
             raise ValueError(f"loss.{key} must be >= 0 (0 = off), got {getattr(cfg.loss, key)}")
-    for key in ("head_nce", "matcher"):
-        if getattr(cfg.loss, f"{key}_swaps") and getattr(cfg.loss, key) == 0:
-            raise ValueError(f"loss.{key}_swaps adds negatives to the loss.{key} terms, which "
-                             f"are off (loss.{key}=0)")
+    if cfg.loss.head_nce_swaps and cfg.loss.head_nce == 0:
+        raise ValueError("loss.head_nce_swaps adds negatives to the loss.head_nce terms, which "
+                         "are off (loss.head_nce=0)")
     reuse: dict[str, Any] = {}  # the D phase's fakes, for the G phase (train.reuse_fake)
     contrast = cfg.loss.contrastive > 0  # D carries a ContrastiveCritic (build_stage)
     words = cfg.loss.words > 0  # D carries a WordRegionCritic (build_stage)
     head_nce = cfg.loss.head_nce > 0
     use_matcher = cfg.loss.matcher > 0  # checked above: the matcher is given
+    matcher_swaps = use_matcher and cfg.matcher.swap_negatives
 
     def d_loss(state: TrainState, batch: Batch) -> dict[str, Tensor]:
         g, d = state.nets["g"], state.nets["d"]
@@ -624,7 +628,7 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
                     extra = (d.head.pairwise(feats, swap).float(), swap, ok)
                 losses["g/head_nce"] = contrastive_loss(pairs, emb, extra)
         if use_matcher:  # frozen: gradients reach G only
-            if cfg.loss.matcher_swaps:
+            if matcher_swaps:  # the loss the matcher was trained on (matcher.swap_negatives)
                 swap, ok = batch.swaps()
                 m_feats = matcher.image_features(fake["image"])
                 logits, swap_logits = (matcher.critic(m_feats, c).float() for c in (emb, swap))
@@ -652,8 +656,8 @@ def build_stage(index: int, cfg: StackGANConfig, corpus: Corpus, runtime: Runtim
     """Networks, optimisers, EMA, phases, data and checkpointer of stage ``index``
     (``matcher``: see :func:`build_phases`)."""
     device, embed_dim = runtime.device, corpus.embeddings.shape[-1]
-    if (cfg.loss.matcher_swaps or cfg.loss.head_nce_swaps) and corpus.swaps is None:
-        raise ValueError("loss.matcher_swaps / loss.head_nce_swaps need the captions' colour "
+    if uses_swaps(cfg) and corpus.swaps is None:
+        raise ValueError("matcher.swap_negatives / loss.head_nce_swaps need the captions' colour "
                          "swaps in the corpus (load_corpus embeds them when either is on)")
     stage_cfg = cfg.train.stage1 if index == 1 else cfg.train.stage2
     resolution = cfg.model.stage_res(index)
