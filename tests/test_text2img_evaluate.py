@@ -212,6 +212,23 @@ def test_heldout_accuracy_splits_unseen_colour_pairs_from_seen_ones() -> None:
     assert out["seen/attr_acc"] == pytest.approx(0.5)
 
 
+def test_colour_binding_counts_parts_drawn_in_another_stated_part_s_colour() -> None:
+    preds = {name: np.zeros(5, np.int64) for name in ATTRIBUTE_NAMES}
+    preds["body"] = np.array([4, 0, 7, 3, 9])
+    preds["wing"] = np.array([4, 4, 1, 3, 0])
+    preds["crown"] = np.array([0, 5, 2, 3, 0])
+    targets = [{"body": 0, "wing": 4},  # body drawn in the wing's colour: swapped
+               {"body": 0, "wing": 4, "crown": 2},  # crown wrong, not a stated colour
+               {"body": 3, "wing": 1, "crown": 2},  # body wrong (7): wrong, not swapped
+               {"body": 3, "wing": 3},  # one colour: nothing to bind, left out
+               {"body": 9, "size": 1}]  # one colour part: left out
+    out = ev.colour_binding(preds, targets)
+    assert out["binding/n"] == 8
+    assert out["binding/swapped"] == pytest.approx(1 / 8)
+    assert out["binding/wrong"] == pytest.approx(3 / 8)
+    assert ev.colour_binding(preds, [{"body": 1}, None]) == {}
+
+
 def test_diversity_is_mean_pairwise_distance() -> None:
     feats = np.array([[[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]]])  # distances 5, 0, 5
     assert ev.diversity(feats) == pytest.approx(10 / 3)

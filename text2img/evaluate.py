@@ -22,6 +22,10 @@ Metrics, written to ``<run dir>/eval.json`` and logged to W&B:
   over the attributes each caption mentions, then over images; ``metrics/attr_acc/<name>``
   per attribute; ``metrics/judge_ceiling/<name>`` is the judge's own accuracy on real
   renders at the same resolution;
+* ``metrics/binding/swapped`` - over captions naming two or more different body / wing /
+  crown colours, the share of those parts drawn in the colour the caption gives another
+  part (colour right, part wrong); ``metrics/binding/wrong`` - the share drawn wrong at
+  all (:func:`colour_binding`);
 * ``metrics/fd_judge_<n>`` - Fréchet distance of judge features against the first ``n``
   SynthBirds test renders (statistics cached), and ``metrics/fd_judge_<n>_floor``: the
   same distance between two disjoint real sets of ``n`` test renders (test images
@@ -322,6 +326,35 @@ def heldout_accuracy(preds: dict[str, np.ndarray], targets: Sequence[dict[str, i
     return out
 
 
+COLOUR_PARTS = ("body", "wing", "crown")  # the attributes that share the ten colour words
+
+
+def colour_binding(preds: dict[str, np.ndarray], targets: Sequence[dict[str, int] | None],
+                   ) -> dict[str, float]:
+    """How often a part is drawn in the colour the caption gives another part.
+
+    Over captions that state two or more of body / wing / crown colour with different
+    values: ``binding/swapped`` is the share of those stated parts whose judged colour is
+    another stated part's colour ("a red bird with blue wings" drawn with a blue body) —
+    colour right, part wrong; ``binding/wrong`` the share judged wrong at all, so
+    swapped / wrong is the part of the colour errors that are binding errors.
+    """
+    parts = swapped = wrong = 0
+    for i, target in enumerate(targets):
+        stated = {k: v for k, v in (target or {}).items() if k in COLOUR_PARTS}
+        if len(set(stated.values())) < 2:
+            continue
+        for name, value in stated.items():
+            got = int(preds[name][i])
+            parts += 1
+            wrong += got != value
+            swapped += got != value and any(got == v for k, v in stated.items() if k != name)
+    if not parts:
+        return {}
+    return {"binding/swapped": swapped / parts, "binding/wrong": wrong / parts,
+            "binding/n": float(parts)}
+
+
 def diversity(features: np.ndarray) -> float:
     """Mean pairwise L2 distance between judge features ``[groups, n_z, D]``, over groups."""
     f = torch.from_numpy(np.asarray(features, np.float64))
@@ -465,6 +498,7 @@ def evaluate_sampler(sampler: Sampler, judge: Judge, spec: SynthBirdsSpec, cfg: 
     pred = predict(judge, images, cfg.batch_size)
     metrics = attribute_accuracy(pred, targets)
     metrics.update(heldout_accuracy(pred, targets, test.unseen[:cfg.n]))
+    metrics.update(colour_binding(pred, targets))
     metrics.update(_ceiling(judge, r))
     metrics.update(_fd_block(pred["features"], ref, cfg.n))
     k = min(cfg.diversity_captions, cfg.n)
@@ -488,6 +522,7 @@ def evaluate_folder(judge: Judge, spec: SynthBirdsSpec, cfg: EvalConfig,
                         f"{spec.resolution} px SynthBirds renders (needs a divisor)")
     pred = predict(judge, images, cfg.batch_size)
     metrics = attribute_accuracy(pred, data["attributes"])
+    metrics.update(colour_binding(pred, data["attributes"]))
     metrics.update(_ceiling(judge, r))
     n = len(images)
     ref = RealReference(spec, judge, r, cfg.batch_size)
