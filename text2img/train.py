@@ -336,13 +336,14 @@ def corpus_swaps(corpus: Corpus, encoder: Any) -> Callable[[], tuple[Tensor, Ten
     from text2img.encoders import EmbeddingCache
     from text2img.negatives import swapped_embeddings
 
-    if corpus.swaps is not None and corpus.swap_ok is not None:
-        swaps, ok = corpus.swaps, corpus.swap_ok
-        return lambda: (swaps, ok)
-    if corpus.captions is None:
-        raise ValueError("the corpus has no caption texts to swap colours in")
-    captions = corpus.captions
-    return partial(swapped_embeddings, captions, partial(EmbeddingCache().encode, encoder))
+    def swaps() -> tuple[Tensor, Tensor]:
+        if corpus.swaps is not None and corpus.swap_ok is not None:
+            return corpus.swaps, corpus.swap_ok
+        if corpus.captions is None:
+            raise ValueError("the corpus has no caption texts to swap colours in")
+        return swapped_embeddings(corpus.captions, partial(EmbeddingCache().encode, encoder))
+
+    return swaps
 
 
 @dataclass
