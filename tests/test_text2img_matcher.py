@@ -171,6 +171,7 @@ def test_training_entry_trains_caches_and_reuses_the_matcher(tmp_path, monkeypat
     for row in report["auc"].values():
         assert len(row) == 9 and all(0.0 <= v <= 1.0 for v in row.values())
         assert "over swap" in row  # a render against its caption's colour swap
+    assert 0.5 < report["caption_swap_cosine"] < 1.0  # swaps embed close, not identical
     # swap negatives: another matcher, trained on the corpus's colour-swapped captions
     monkeypatch.setattr(tm, "train_matcher", trainer)
     t2i.main(["--config", str(TINY), "--run-dir", str(tmp_path / "c"), *small,

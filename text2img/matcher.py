@@ -381,6 +381,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"\nOne-vs-rest AUC of each attribute's one-attribute captions, {len(test)} "
               "SynthBirds test renders; 'over swap': how often a render scores its first "
               f"caption above that caption's colour swap ({int(ok.sum())} of them):\n")
+        mask = ok[:, 0]
+        cosine = F.cosine_similarity(own[mask], swap[mask, 0], dim=-1).mean().item()
+        print(f"(the encoder puts a caption and its colour swap at cosine {cosine:.3f} on "
+              "average)\n")
+        result["caption_swap_cosine"] = cosine
         print("| px | " + " | ".join(names) + " |")
         print("|---|" + "---:|" * len(names))
         for r, row in table.items():
