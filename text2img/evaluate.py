@@ -67,6 +67,7 @@ from common.tracking import Tracker
 from text2img.data.synthbirds import (
     ATTRIBUTE_NAMES,
     ATTRIBUTES,
+    COLOURS,
     Renderer,
     SynthBirds,
     SynthBirdsSpec,
@@ -326,7 +327,8 @@ def heldout_accuracy(preds: dict[str, np.ndarray], targets: Sequence[dict[str, i
     return out
 
 
-COLOUR_PARTS = ("body", "wing", "crown")  # the attributes that share the ten colour words
+# the attributes that share the ten colour words: body, wing, crown
+COLOUR_PARTS = tuple(name for name, values in ATTRIBUTES if values == COLOURS)
 
 
 def colour_binding(preds: dict[str, np.ndarray], targets: Sequence[dict[str, int] | None],

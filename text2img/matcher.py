@@ -171,11 +171,6 @@ def _batch(images: dict[int, Tensor], emb: Tensor, idx: Tensor, sizes: list[int]
     return parts, torch.randint(emb.shape[1], (len(idx),), generator=gen)
 
 
-def _logits(matcher: ImageTextMatcher, parts: list[Tensor], cond: Tensor) -> Tensor:
-    feats = torch.cat([matcher.image_features(x) for x in parts])
-    return matcher.critic(feats, cond)
-
-
 @torch.no_grad()
 def retrieval_accuracy(matcher: ImageTextMatcher, images: Tensor, emb: Tensor,
                        batch: int = 64) -> float:
@@ -230,14 +225,14 @@ def train_matcher(cfg: MatcherConfig, images: dict[int, Tensor], emb: Tensor,
         idx = torch.randperm(train_n, generator=gen)[:cfg.batch_size]
         parts, cap = _batch(images, emb, idx, sizes, cfg, gen)
         cond = emb[idx, cap]
+        feats = torch.cat([matcher.image_features(x) for x in parts])
         if cfg.swap_negatives:
             assert negatives is not None
-            feats = torch.cat([matcher.image_features(x) for x in parts])
             swap, ok = negatives[0][idx, cap], negatives[1][idx, cap]
             loss = symmetric_nce(matcher.critic(feats, cond), cond, matcher.critic(feats, swap),
                                  swap, ok)
         else:
-            loss = symmetric_nce(_logits(matcher, parts, cond), cond)
+            loss = symmetric_nce(matcher.critic(feats, cond), cond)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -265,15 +260,11 @@ def swap_preference(matcher: ImageTextMatcher, images: Tensor, emb: Tensor, swap
     keep = ok.nonzero().flatten()
     if not len(keep):
         return float("nan")
-    wins = []
+    critic, wins = matcher.critic, []
     for chunk in keep.split(256):
-        feats = matcher.image_features(images[chunk].float().div(127.5).sub(1.0))
-        img = F.normalize(matcher.critic.image(feats), dim=-1)
-
-        def cos(e: Tensor, img: Tensor = img) -> Tensor:
-            return (img * F.normalize(matcher.critic.cond(matcher.critic.norm(e)), dim=-1)).sum(-1)
-
-        wins.append(cos(emb[chunk]) > cos(swap[chunk]))
+        img = critic.embed_image(matcher.image_features(images[chunk].float().div(127.5).sub(1.0)))
+        own, swapped = (critic.embed_cond(e[chunk]) for e in (emb, swap))
+        wins.append((img * own).sum(-1) > (img * swapped).sum(-1))
     return torch.cat(wins).float().mean().item()
 
 
@@ -300,10 +291,8 @@ def load_or_train_matcher(cfg: MatcherConfig, images: dict[int, Tensor], emb: Te
         matcher.meta = json.loads(meta_path.read_text())
         return matcher
     t0 = time.perf_counter()
-    if cfg.swap_negatives and negatives is None:
-        raise ValueError("matcher.swap_negatives needs the captions' colour swaps (negatives)")
-    matcher, stats = train_matcher(cfg, images, emb, progress=progress,
-                                   negatives=negatives() if cfg.swap_negatives else None)
+    wanted = negatives() if cfg.swap_negatives and negatives is not None else None
+    matcher, stats = train_matcher(cfg, images, emb, progress=progress, negatives=wanted)
     stats["train_seconds"] = round(time.perf_counter() - t0, 1)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "matcher.safetensors") as tmp:
@@ -330,11 +319,10 @@ def attribute_auc(matcher: ImageTextMatcher, encoder: Any, images: Tensor,
 
     matcher.eval()
     critic = matcher.critic
-    feats = torch.cat([matcher.image_features(x) for x in images.split(200)])
-    img = F.normalize(critic.image(feats), dim=-1)
+    img = critic.embed_image(torch.cat([matcher.image_features(x) for x in images.split(200)]))
 
     def cosine(emb: Tensor) -> Tensor:  # (N, values)
-        return img @ F.normalize(critic.cond(critic.norm(emb)), dim=-1).t()
+        return img @ critic.embed_cond(emb).t()
 
     return {name: sum(per) / len(per)
             for name, per in prompt_aucs(encoder, attributes, cosine).items()}

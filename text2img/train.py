@@ -629,13 +629,14 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
                     extra = (d.head.pairwise(feats, swap).float(), swap, ok)
                 losses["g/head_nce"] = contrastive_loss(pairs, emb, extra)
         if use_matcher:  # frozen: gradients reach G only
+            m_feats = matcher.image_features(fake["image"])
+            logits = matcher.critic(m_feats, emb).float()
             if matcher_swaps:  # the loss the matcher was trained on (matcher.swap_negatives)
                 swap, ok = batch.swaps()
-                m_feats = matcher.image_features(fake["image"])
-                logits, swap_logits = (matcher.critic(m_feats, c).float() for c in (emb, swap))
-                losses["g/matcher"] = symmetric_nce(logits, emb, swap_logits, swap, ok)
+                losses["g/matcher"] = symmetric_nce(
+                    logits, emb, matcher.critic(m_feats, swap).float(), swap, ok)
             else:
-                losses["g/matcher"] = symmetric_nce(matcher(fake["image"], emb).float(), emb)
+                losses["g/matcher"] = symmetric_nce(logits, emb)
         ca = fake["ca"]
         if ca.logvar is not None:  # CA on
             # CA's KL (§3.2) per code dimension, like the official KL_loss (a mean, not a sum).

@@ -59,9 +59,15 @@ class ContrastiveCritic(nn.Module):
                 "ContrastiveCritic needs features [B, C, h, w] or [B, C] and cond [B, E] with "
                 f"the same B; got {tuple(features.shape)} and {tuple(cond.shape)}"
             )
-        img = F.normalize(self.image(features), dim=-1)
-        txt = F.normalize(self.cond(self.norm(cond.float())), dim=-1)
-        return img @ txt.t() / self.tau
+        return self.embed_image(features) @ self.embed_cond(cond).t() / self.tau
+
+    def embed_image(self, features: Tensor) -> Tensor:
+        """Unit vectors Tensor[B, dim] of pooled features Tensor[B, C] (the logits' rows)."""
+        return F.normalize(self.image(features.float()), dim=-1)
+
+    def embed_cond(self, cond: Tensor) -> Tensor:
+        """Unit vectors Tensor[B, dim] of conditions Tensor[B, E] (the logits' columns)."""
+        return F.normalize(self.cond(self.norm(cond.float())), dim=-1)
 
 
 class WordRegionCritic(nn.Module):
