@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import math
 from pathlib import Path
 
@@ -140,6 +141,44 @@ def test_matcher_stages_leave_the_other_stage_without_the_term(tmp_path) -> None
     pairs, emb = _colour_pairs()
     assert sorted(tm.stage_matchers(own, pairs, emb, "colours", progress=False,
                                     scored=[8])) == [8]
+
+
+def test_matcher_view_scores_g_s_images_downsampled_and_keeps_the_matcher_s_key(
+        tmp_path) -> None:
+    cfg = load_config(t2i.StackGANConfig, TINY, ["loss.matcher=2", "matcher.view=16"])
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
+    corpus = _random_corpus()
+    seen = []
+
+    class Recording(tm.ImageTextMatcher):
+        def image_features(self, images):
+            seen.append(images.detach().clone())
+            return super().image_features(images)
+
+    matcher = Recording(SMALL, 16).eval().requires_grad_(False)
+    lower = t2i.build_generator(1, cfg.model, 16)
+    stage2 = t2i.build_stage(2, cfg, corpus, runtime, tmp_path, "hash", lower=lower,
+                             matcher=matcher)
+    batch = stage2.data.next()
+    torch.manual_seed(0)
+    losses = stage2.phases[-1].loss_fn(stage2.state, batch)
+    assert losses["g/matcher"].item() > 0 and seen[0].shape[-2:] == (16, 16)  # 32 px → 16
+    full = replace(cfg, matcher=replace(cfg.matcher, view=0))
+    g_full = t2i.build_stage(2, full, corpus, runtime, tmp_path, "hash", lower=lower,
+                             matcher=matcher).phases[-1]
+    torch.manual_seed(0)  # the same G, batch and noise, seen whole: the view is 2×2 means
+    g_full.loss_fn(stage2.state, batch)
+    assert seen[1].shape[-2:] == (32, 32)
+    assert_close(seen[0], F.avg_pool2d(seen[1], 2))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert_close(t2i.matcher_view(x, 16), F.avg_pool2d(x, 2))
+    assert t2i.matcher_view(x, 0) is x and t2i.matcher_view(x, 32) is x
+    # a G-side option: the matcher's cache key does not change
+    assert tm.matcher_key(replace(SMALL, view=16), "c", [8]) == tm.matcher_key(SMALL, "c", [8])
+    for bad in ("12", "-1"):  # must divide every scored stage's resolution
+        wrong = load_config(t2i.StackGANConfig, TINY, ["loss.matcher=2", f"matcher.view={bad}"])
+        with pytest.raises(ValueError, match="matcher.view"):
+            t2i.build_stage(1, wrong, corpus, runtime, tmp_path, "hash", matcher=matcher)
 
 
 def test_training_entry_trains_caches_and_reuses_the_matcher(tmp_path, monkeypatch) -> None:
@@ -324,7 +363,7 @@ def test_swap_negatives_get_their_own_cache_key_and_leave_older_keys_alone() -> 
     assert key != tm.matcher_key(swapped, "colours", [8, 16])
     # a default-off option added after version 1 is not in the key of a config without it
     v1 = {k: v for k, v in to_dict(plain).items()
-          if k not in ("per_stage", "stages", "swap_negatives")}
+          if k not in ("per_stage", "stages", "view", "swap_negatives")}
     assert key == short_hash({"version": tm.MATCHER_VERSION, "corpus": "colours",
                               "sizes": [8, 16], "config": v1})
     images, emb, negatives = _two_colour_birds(n=160)

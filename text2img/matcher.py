@@ -75,6 +75,10 @@ class MatcherConfig:
     per_stage: bool = False
     # the stages whose G is scored by the matcher (loss.matcher); the others train without it
     stages: list[int] = field(default_factory=lambda: [1, 2])
+    # > 0: G's images larger than this are area-downsampled to it before the matcher scores
+    # them (g/matcher only; 0: as generated). 32 at the cpu preset's Stage II shows the
+    # matcher what Stage I draws, where the wing pattern is invisible (see text2img/README)
+    view: int = 0
     # true: every caption's colour swap (text2img/negatives.py) is an extra negative of the
     # image → caption term (NegCLIP, Yuksekgonul et al. 2023, §4), so the matcher learns
     # which part each colour is on, not only which colours are in the picture
@@ -129,7 +133,7 @@ def matcher_key(cfg: MatcherConfig, corpus_key: str, sizes: list[int]) -> str:
 
     Options added after version 1 enter the key only when switched on, so matchers cached
     before they existed keep their keys."""
-    shaping = {k: v for k, v in to_dict(cfg).items() if k not in ("per_stage", "stages")}
+    shaping = {k: v for k, v in to_dict(cfg).items() if k not in ("per_stage", "stages", "view")}
     for key in _LATER_OPTIONS:
         if not shaping[key]:
             del shaping[key]

@@ -629,7 +629,7 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
                     extra = (d.head.pairwise(feats, swap).float(), swap, ok)
                 losses["g/head_nce"] = contrastive_loss(pairs, emb, extra)
         if use_matcher:  # frozen: gradients reach G only
-            m_feats = matcher.image_features(fake["image"])
+            m_feats = matcher.image_features(matcher_view(fake["image"], cfg.matcher.view))
             logits = matcher.critic(m_feats, emb).float()
             if matcher_swaps:  # the loss the matcher was trained on (matcher.swap_negatives)
                 swap, ok = batch.swaps()
@@ -645,6 +645,13 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
 
     d_w, g_w = loss_weights(cfg)
     return [Phase("d", "d", d_loss, weights=d_w), Phase("g", "g", g_loss, weights=g_w)]
+
+
+def matcher_view(images: Tensor, view: int) -> Tensor:
+    """``images`` (Tensor[B, 3, R, R]) area-downsampled to ``view`` px when R > view > 0."""
+    if 0 < view < images.shape[-1]:  # divisibility: check_matcher_stages
+        return F.interpolate(images.float(), size=view, mode="area")
+    return images
 
 
 def _adam(params, lr: float, betas: list[float], device: torch.device) -> torch.optim.Adam:
@@ -715,6 +722,11 @@ def check_matcher_stages(cfg: StackGANConfig) -> list[int]:
     if not stages or any(i not in (1, 2) for i in stages):
         raise ValueError(f"matcher.stages lists the stages scored by the matcher (1, 2); "
                          f"got {stages}")
+    view = cfg.matcher.view
+    for i in stages:
+        res = cfg.model.stage_res(i)
+        if view < 0 or (0 < view < res and res % view):
+            raise ValueError(f"matcher.view={view} must be 0 or divide the {res} px of stage {i}")
     return stages
 
 
