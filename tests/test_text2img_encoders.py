@@ -6,8 +6,10 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.testing import assert_close
 
 from common.paths import cache_dir
@@ -221,6 +223,28 @@ def test_linear_probe_reads_mentioned_attributes_from_minilm(minilm, tmp_path, m
     # training birds; the colours need more data, but not below chance
     assert acc["background"] >= 0.8 and acc["size"] >= 0.8
     assert all(acc[k] > chance[k] for k in acc)
+
+
+def test_probe_accuracy_reads_a_clean_code_and_not_one_drowned_in_noise() -> None:
+    """The probe behind ``--checkpoint``: an attribute written into the vector is read back;
+    the same vector under large Gaussian noise (an augmentation's σ ≫ its signal) is not."""
+    from text2img.data.synthbirds import ATTRIBUTES
+    from text2img.probe import probe_accuracy
+
+    n, per = 400, 2
+    rng = np.random.default_rng(0)
+    attributes = np.stack([rng.integers(0, len(v), n) for _, v in ATTRIBUTES], 1)
+    mentions = np.ones((n, per, len(ATTRIBUTES)), bool)
+    x = torch.cat([F.one_hot(torch.from_numpy(attributes[:, k]), len(v)).float()
+                   for k, (_, v) in enumerate(ATTRIBUTES)], 1)[:, None].expand(n, per, -1)
+    gen = torch.Generator().manual_seed(0)
+    clean = probe_accuracy(x + 0.05 * torch.randn(x.shape, generator=gen), attributes,
+                           mentions, cut=300)
+    noisy = probe_accuracy(x + 20.0 * torch.randn(x.shape, generator=gen), attributes,
+                           mentions, cut=300)
+    assert min(clean.values()) >= 0.99, clean
+    for k, (name, values) in enumerate(ATTRIBUTES):  # chance 1/len(values), give or take
+        assert noisy[name] < 1 / len(values) + 0.2, (name, noisy[name])
 
 
 def test_word_features_are_the_real_word_pieces_with_and_without_padding(minilm,

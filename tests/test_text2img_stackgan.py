@@ -391,6 +391,17 @@ def test_entry_points_train_sample_evaluate_and_resume(tmp_path, capsys) -> None
         assert set(found["features"]) == set(dprobe.PROMPTS)
         assert found["checkpoint"].endswith("step_000000004.pt")
 
+    # What of the caption each stage's conditioning augmentation passes on to G.
+    from text2img.probe import code_probe
+
+    codes = code_probe(run, n=40)
+    assert codes["checkpoint"].endswith("g_ema.safetensors")
+    for stage in ("stage1", "stage2"):
+        for code in ("mu", "c"):
+            assert set(codes[stage][code]) == set(dprobe.PROMPTS)
+            assert all(0.0 <= v <= 1.0 for v in codes[stage][code].values())
+        assert codes[stage]["sigma"] > 0  # CA on in the tiny config
+
     # Resume: drop Stage II's last checkpoint and the results, continue from step 2.
     ck2 = run / "checkpoints" / "stage2"
     final = _nets(ck2 / "step_000000004.pt")

@@ -9,12 +9,19 @@ reads the same vector, so these accuracies are what the conditioning can separat
 
     python -m text2img.probe                          # MiniLM, 4,000 training birds
     python -m text2img.probe --encoder hf:/path/to/bert --n 2000
+    python -m text2img.probe --checkpoint RUN         # + what survives each stage's CA
+
+With ``--checkpoint`` the same probe also reads the codes a trained StackGAN's generators
+build from the vector: μ(e) and a sampled c = μ + σ·ε of each stage's conditioning
+augmentation (StackGAN §3.2) — how much of each attribute G can still see after the
+augmentation noise.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +30,7 @@ import torch.nn.functional as F
 from text2img.data.synthbirds import ATTRIBUTES, SynthBirdsSpec, load_split
 from text2img.encoders import EmbeddingCache, get_encoder
 
-__all__ = ["logistic_regression", "probe", "main"]
+__all__ = ["code_probe", "logistic_regression", "main", "probe", "probe_accuracy"]
 
 
 def probe(encoder_spec: str = "minilm", n: int = 4000, holdout: float = 0.2,
@@ -35,19 +42,63 @@ def probe(encoder_spec: str = "minilm", n: int = 4000, holdout: float = 0.2,
     per = split.mentions.shape[1]
     emb = EmbeddingCache().encode(encoder, split.flat_captions(),
                                   dataset_hash=f"synthbirds-{split.key}-c{per}")
-    emb = emb.view(n, per, -1).double()
-    emb = (emb - emb.mean((0, 1))) / (emb.std((0, 1)) + 1e-6)  # a well-conditioned problem
+    emb = emb.view(n, per, -1)
     cut = int(round(n * (1 - holdout)))
-    out: dict[str, Any] = {"encoder": encoder_spec, "n_birds": n, "accuracy": {}, "chance": {}}
+    out: dict[str, Any] = {"encoder": encoder_spec, "n_birds": n,
+                           "accuracy": probe_accuracy(emb, split.attributes, split.mentions, cut),
+                           "chance": {name: 1 / len(values) for name, values in ATTRIBUTES}}
+    return out
+
+
+def probe_accuracy(x: torch.Tensor, attributes: Any, mentions: Any, cut: int
+                   ) -> dict[str, float]:
+    """{attribute: held-out accuracy} of a linear probe from ``x`` (Tensor[n, per, D]: one
+    vector per caption of n birds) to the value of each attribute (``attributes`` int [n, 8])
+    over the captions that mention it (``mentions`` bool [n, per, 8]); trained on the first
+    ``cut`` birds, scored on the rest."""
+    n, per = x.shape[:2]
+    x = x.double()
+    x = (x - x.mean((0, 1))) / (x.std((0, 1)) + 1e-6)  # a well-conditioned problem
+    out = {}
     for k, (name, values) in enumerate(ATTRIBUTES):
-        said = torch.from_numpy(split.mentions[:, :, k]).bool()
-        y = torch.from_numpy(split.attributes[:, k]).long()[:, None].expand(n, per)
-        x_tr, y_tr = emb[:cut][said[:cut]], y[:cut][said[:cut]]
-        x_te, y_te = emb[cut:][said[cut:]], y[cut:][said[cut:]]
+        said = torch.as_tensor(mentions[:, :, k]).bool()
+        y = torch.as_tensor(attributes[:, k]).long()[:, None].expand(n, per)
+        x_tr, y_tr = x[:cut][said[:cut]], y[:cut][said[:cut]]
+        x_te, y_te = x[cut:][said[cut:]], y[cut:][said[cut:]]
         w, b = logistic_regression(x_tr, y_tr, len(values))
         with torch.no_grad():
-            out["accuracy"][name] = float(((x_te @ w + b).argmax(1) == y_te).double().mean())
-        out["chance"][name] = 1 / len(values)
+            out[name] = float(((x_te @ w + b).argmax(1) == y_te).double().mean())
+    return out
+
+
+@torch.no_grad()
+def code_probe(checkpoint: str | Path, n: int = 4000, holdout: float = 0.2, seed: int = 0
+               ) -> dict[str, Any]:
+    """The probe of :func:`probe` on the codes a trained StackGAN's EMA generators build from
+    the caption vector (``checkpoint``: a ``text2img.train`` run folder or its artifact):
+    {"stage1": {"mu": {attribute: accuracy}, "c": {...}, "sigma": mean σ}, "stage2": ...},
+    "c" being one draw of μ + σ·ε per caption (conditioning augmentation, StackGAN §3.2)."""
+    from text2img.sample import load_generators
+
+    nets = load_generators(checkpoint)
+    encoder = nets["meta"]["encoder"]
+    split = load_split(SynthBirdsSpec(seed, 128, 10), "train", n)
+    per = split.mentions.shape[1]
+    emb = EmbeddingCache().encode(get_encoder(encoder), split.flat_captions(),
+                                  dataset_hash=f"synthbirds-{split.key}-c{per}").float()
+    cut = int(round(n * (1 - holdout)))
+    gen = torch.Generator().manual_seed(seed)
+    out: dict[str, Any] = {"checkpoint": str(nets["path"]), "encoder": encoder, "n_birds": n}
+    for stage, g in (("stage1", nets["g1"]), ("stage2", nets["g2"])):
+        if g is None:
+            continue
+        ca = g.ca.cpu().float()
+        code = ca(emb, generator=gen)
+        sigma = 0.0 if code.logvar is None else float(code.logvar.mul(0.5).exp().mean())
+        out[stage] = {name: probe_accuracy(x.view(n, per, -1), split.attributes,
+                                           split.mentions, cut)
+                      for name, x in (("mu", code.mu), ("c", code.c))}
+        out[stage]["sigma"] = sigma  # 0: augmentation off, c = μ
     return out
 
 
@@ -73,12 +124,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder", default="minilm", help="text2img.encoders spec")
     parser.add_argument("--n", type=int, default=4000, help="training birds (10 captions each)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="a text2img.train run (or its g_ema.safetensors): also probe μ "
+                             "and a sampled c of each stage's conditioning augmentation "
+                             "(the encoder is the checkpoint's)")
     args = parser.parse_args(argv)
-    result = probe(args.encoder, args.n)
-    print(f"Linear probe of {args.encoder} on {args.n} SynthBirds birds' captions "
+    encoder = args.encoder
+    codes = None
+    if args.checkpoint:
+        codes = code_probe(args.checkpoint, args.n)
+        encoder = codes["encoder"]
+    result = probe(encoder, args.n)
+    print(f"Linear probe of {encoder} on {args.n} SynthBirds birds' captions "
           "(held-out accuracy | chance):", file=sys.stderr)
+    if codes is None:
+        for name, acc in result["accuracy"].items():
+            print(f"  {name:<14} {acc:.3f} | {result['chance'][name]:.2f}")
+        return result
+    stages = [s for s in ("stage1", "stage2") if s in codes]
+    head = ["e"] + [f"{s[0].upper()}{s[-1]} {k}" for s in stages for k in ("μ", "c")]
+    print("| attribute | " + " | ".join(head) + " | chance |")
+    print("|---|" + "---:|" * (len(head) + 1))
     for name, acc in result["accuracy"].items():
-        print(f"  {name:<14} {acc:.3f} | {result['chance'][name]:.2f}")
+        cells = [acc] + [codes[s][k][name] for s in stages for k in ("mu", "c")]
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells)
+              + f" | {result['chance'][name]:.2f} |")
+    print("mean σ of the augmentation: " + ", ".join(
+        f"{s} {codes[s]['sigma']:.2f}" for s in stages))
+    result["codes"] = codes
     return result
 
 
