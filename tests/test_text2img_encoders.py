@@ -243,7 +243,7 @@ def test_probe_accuracy_reads_a_clean_code_and_not_one_drowned_in_noise() -> Non
     noisy = probe_accuracy(x + 20.0 * torch.randn(x.shape, generator=gen), attributes,
                            mentions, cut=300)
     assert min(clean.values()) >= 0.99, clean
-    for k, (name, values) in enumerate(ATTRIBUTES):  # chance 1/len(values), give or take
+    for name, values in ATTRIBUTES:  # chance 1/len(values), give or take
         assert noisy[name] < 1 / len(values) + 0.2, (name, noisy[name])
 
 
