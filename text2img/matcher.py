@@ -76,8 +76,8 @@ class MatcherConfig:
     # the stages whose G is scored by the matcher (loss.matcher); the others train without it
     stages: list[int] = field(default_factory=lambda: [1, 2])
     # > 0: G's images larger than this are area-downsampled to it before the matcher scores
-    # them (g/matcher only; 0: as generated). 32 at the cpu preset's Stage II shows the
-    # matcher what Stage I draws, where the wing pattern is invisible (see text2img/README)
+    # them (g/matcher only; 0: as generated). 32 at the cpu preset's Stage II hides the wing
+    # pattern from the matcher; it did not steady the Stage-II pattern (text2img/README)
     view: int = 0
     # true: every caption's colour swap (text2img/negatives.py) is an extra negative of the
     # image → caption term (NegCLIP, Yuksekgonul et al. 2023, §4), so the matcher learns
