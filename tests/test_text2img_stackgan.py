@@ -396,6 +396,7 @@ def test_entry_points_train_sample_evaluate_and_resume(tmp_path, capsys) -> None
 
     codes = code_probe(run, n=40)
     assert codes["checkpoint"].endswith("g_ema.safetensors")
+    assert set(codes["e"]) == set(dprobe.PROMPTS)  # the caption vector itself, for reference
     for stage in ("stage1", "stage2"):
         for code in ("mu", "c"):
             assert set(codes[stage][code]) == set(dprobe.PROMPTS)

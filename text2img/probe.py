@@ -30,24 +30,30 @@ import torch.nn.functional as F
 from text2img.data.synthbirds import ATTRIBUTES, SynthBirdsSpec, load_split
 from text2img.encoders import EmbeddingCache, get_encoder
 
-__all__ = ["code_probe", "logistic_regression", "main", "probe", "probe_accuracy"]
+__all__ = ["CHANCE", "code_probe", "logistic_regression", "main", "probe", "probe_accuracy"]
+
+CHANCE = {name: 1 / len(values) for name, values in ATTRIBUTES}  # per attribute, uniform values
 
 
 def probe(encoder_spec: str = "minilm", n: int = 4000, holdout: float = 0.2,
           seed: int = 0) -> dict[str, Any]:
     """{attribute: held-out accuracy} of a linear probe on ``n`` training birds' captions
     (the last ``holdout`` fraction of the birds is held out), plus chance levels."""
+    split, emb, cut = _embedded_captions(encoder_spec, n, holdout, seed)
+    return {"encoder": encoder_spec, "n_birds": n,
+            "accuracy": probe_accuracy(emb, split.attributes, split.mentions, cut),
+            "chance": dict(CHANCE)}
+
+
+def _embedded_captions(encoder_spec: str, n: int, holdout: float, seed: int
+                       ) -> tuple[Any, torch.Tensor, int]:
+    """(the first ``n`` SynthBirds training birds, their captions' vectors Tensor[n, per,
+    E], the number of birds the probe trains on)."""
     split = load_split(SynthBirdsSpec(seed, 128, 10), "train", n)
-    encoder = get_encoder(encoder_spec)
     per = split.mentions.shape[1]
-    emb = EmbeddingCache().encode(encoder, split.flat_captions(),
+    emb = EmbeddingCache().encode(get_encoder(encoder_spec), split.flat_captions(),
                                   dataset_hash=f"synthbirds-{split.key}-c{per}")
-    emb = emb.view(n, per, -1)
-    cut = int(round(n * (1 - holdout)))
-    out: dict[str, Any] = {"encoder": encoder_spec, "n_birds": n,
-                           "accuracy": probe_accuracy(emb, split.attributes, split.mentions, cut),
-                           "chance": {name: 1 / len(values) for name, values in ATTRIBUTES}}
-    return out
+    return split, emb.view(n, per, -1), int(round(n * (1 - holdout)))
 
 
 def probe_accuracy(x: torch.Tensor, attributes: Any, mentions: Any, cut: int
@@ -74,31 +80,30 @@ def probe_accuracy(x: torch.Tensor, attributes: Any, mentions: Any, cut: int
 @torch.no_grad()
 def code_probe(checkpoint: str | Path, n: int = 4000, holdout: float = 0.2, seed: int = 0
                ) -> dict[str, Any]:
-    """The probe of :func:`probe` on the codes a trained StackGAN's EMA generators build from
-    the caption vector (``checkpoint``: a ``text2img.train`` run folder or its artifact):
-    {"stage1": {"mu": {attribute: accuracy}, "c": {...}, "sigma": mean σ}, "stage2": ...},
-    "c" being one draw of μ + σ·ε per caption (conditioning augmentation, StackGAN §3.2)."""
+    """The probe of :func:`probe` on the caption vector of a trained StackGAN's encoder
+    ("e") and on the codes its EMA generators build from it (``checkpoint``: a
+    ``text2img.train`` run folder or its artifact): {"e": {attribute: accuracy}, "stage1":
+    {"mu": {...}, "c": {...}, "sigma": mean σ}, "stage2": ...}, "c" being one draw of
+    μ + σ·ε per caption (conditioning augmentation, StackGAN §3.2)."""
     from text2img.sample import load_generators
 
     nets = load_generators(checkpoint)
     encoder = nets["meta"]["encoder"]
-    split = load_split(SynthBirdsSpec(seed, 128, 10), "train", n)
-    per = split.mentions.shape[1]
-    emb = EmbeddingCache().encode(get_encoder(encoder), split.flat_captions(),
-                                  dataset_hash=f"synthbirds-{split.key}-c{per}").float()
-    cut = int(round(n * (1 - holdout)))
+    split, emb, cut = _embedded_captions(encoder, n, holdout, seed)
+
+    def accuracy(x: torch.Tensor) -> dict[str, float]:
+        return probe_accuracy(x.view(*emb.shape[:2], -1), split.attributes, split.mentions, cut)
+
     gen = torch.Generator().manual_seed(seed)
-    out: dict[str, Any] = {"checkpoint": str(nets["path"]), "encoder": encoder, "n_birds": n}
+    out: dict[str, Any] = {"checkpoint": str(nets["path"]), "encoder": encoder, "n_birds": n,
+                           "e": accuracy(emb)}
     for stage, g in (("stage1", nets["g1"]), ("stage2", nets["g2"])):
         if g is None:
             continue
-        ca = g.ca.cpu().float()
-        code = ca(emb, generator=gen)
-        sigma = 0.0 if code.logvar is None else float(code.logvar.mul(0.5).exp().mean())
-        out[stage] = {name: probe_accuracy(x.view(n, per, -1), split.attributes,
-                                           split.mentions, cut)
-                      for name, x in (("mu", code.mu), ("c", code.c))}
-        out[stage]["sigma"] = sigma  # 0: augmentation off, c = μ
+        code = g.ca(emb.flatten(0, 1).float(), generator=gen)
+        out[stage] = {"mu": accuracy(code.mu), "c": accuracy(code.c),  # sigma 0: CA off, c = μ
+                      "sigma": 0.0 if code.logvar is None else
+                      float(code.logvar.mul(0.5).exp().mean())}
     return out
 
 
@@ -129,30 +134,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "and a sampled c of each stage's conditioning augmentation "
                              "(the encoder is the checkpoint's)")
     args = parser.parse_args(argv)
-    encoder = args.encoder
-    codes = None
-    if args.checkpoint:
-        codes = code_probe(args.checkpoint, args.n)
-        encoder = codes["encoder"]
-    result = probe(encoder, args.n)
-    print(f"Linear probe of {encoder} on {args.n} SynthBirds birds' captions "
-          "(held-out accuracy | chance):", file=sys.stderr)
-    if codes is None:
+    if not args.checkpoint:
+        result = probe(args.encoder, args.n)
+        print(f"Linear probe of {args.encoder} on {args.n} SynthBirds birds' captions "
+              "(held-out accuracy | chance):", file=sys.stderr)
         for name, acc in result["accuracy"].items():
             print(f"  {name:<14} {acc:.3f} | {result['chance'][name]:.2f}")
         return result
+    codes = code_probe(args.checkpoint, args.n)
+    print(f"Linear probe of {codes['encoder']} on {args.n} SynthBirds birds' captions and of "
+          "the codes each stage's conditioning augmentation builds from them (held-out "
+          "accuracy):", file=sys.stderr)
     stages = [s for s in ("stage1", "stage2") if s in codes]
     head = ["e"] + [f"{s[0].upper()}{s[-1]} {k}" for s in stages for k in ("μ", "c")]
     print("| attribute | " + " | ".join(head) + " | chance |")
     print("|---|" + "---:|" * (len(head) + 1))
-    for name, acc in result["accuracy"].items():
+    for name, acc in codes["e"].items():
         cells = [acc] + [codes[s][k][name] for s in stages for k in ("mu", "c")]
-        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells)
-              + f" | {result['chance'][name]:.2f} |")
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + f" | {CHANCE[name]:.2f} |")
     print("mean σ of the augmentation: " + ", ".join(
         f"{s} {codes[s]['sigma']:.2f}" for s in stages))
-    result["codes"] = codes
-    return result
+    return {"encoder": codes["encoder"], "n_birds": args.n, "accuracy": codes["e"],
+            "chance": dict(CHANCE), "codes": codes}
 
 
 if __name__ == "__main__":
