@@ -13,6 +13,7 @@ from common.nn import (
     GatedConv2d,
     ResBlock,
     Standardize,
+    WordAttention,
     WordRegionCritic,
     contrastive_loss,
     down_block,
@@ -348,3 +349,47 @@ def test_word_region_critic_learns_which_region_has_which_colour():
     right = torch.diagonal(critic(feats, words, mask))
     wrong = torch.diagonal(critic(feats, swapped, mask))
     assert (right > wrong).float().mean().item() > 0.95
+
+
+# --------------------------------------------------------------------------- word attention
+
+
+def test_word_attention_is_attngan_eq2_over_the_real_words_only():
+    torch.manual_seed(0)
+    attn = WordAttention(6, 5)
+    h, words = torch.randn(2, 6, 3, 4), torch.randn(2, 7, 5)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1, 3:] = False
+    out = attn(h, words, mask)
+    assert out.shape == h.shape
+    # Eq. 2 written out for every region j: e' = U LN(e), β_j = softmax_i(h_j·e'_i / √C).
+    e = attn.project(torch.nn.functional.layer_norm(words, (5,)))
+    for b in range(2):
+        real = e[b, mask[b]]  # (T_b, C)
+        for y in range(3):
+            for x in range(4):
+                beta = torch.softmax(real @ h[b, :, y, x] / 6 ** 0.5, dim=0)
+                assert_close(out[b, :, y, x], beta @ real, atol=1e-5, rtol=1e-5)
+    padded = words.clone()
+    padded[1, 3:] = 50.0  # padding values must not matter
+    assert_close(attn(h, padded, mask), out)
+    cl = h.contiguous(memory_format=torch.channels_last)
+    assert attn(cl, words, mask).is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="no real word"):
+        attn(h, words, torch.zeros(2, 7, dtype=torch.bool))
+    with pytest.raises(ValueError, match="same B"):
+        attn(h, words[:1], mask[:1])
+
+
+def test_word_attention_gives_each_region_the_word_its_features_point_at():
+    # Two words mapped to orthogonal directions; region (0, 0) points at word 0, region
+    # (0, 1) at word 1: each region's context is (almost) its own word's vector.
+    attn = WordAttention(2, 2)
+    with torch.no_grad():
+        attn.project.weight.copy_(torch.eye(2) * 0.5)
+    words = torch.tensor([[[3.0, -3.0], [-3.0, 3.0]]])  # LN → (1, -1) and (-1, 1)
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    h = torch.tensor([[[[20.0, -20.0]], [[-20.0, 20.0]]]])  # (1, 2, 1, 2)
+    out = attn(h, words, mask)
+    assert_close(out[0, :, 0, 0], torch.tensor([0.5, -0.5]), atol=1e-4, rtol=0)
+    assert_close(out[0, :, 0, 1], torch.tensor([-0.5, 0.5]), atol=1e-4, rtol=0)

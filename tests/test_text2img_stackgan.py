@@ -156,6 +156,26 @@ def test_stage2_sees_stage1_detached() -> None:
     assert all(p.grad is not None for p in g2.parameters())
 
 
+def test_stage2_with_word_attention_draws_from_the_real_words() -> None:
+    torch.manual_seed(0)
+    g2 = StageIIGenerator(8, in_res=16, out_res=32, width=2, cond_dim=4, res_blocks=1,
+                          word_dim=10).eval()
+    low, e = torch.rand(3, 3, 16, 16) * 2 - 1, torch.randn(3, 8)
+    words, mask = torch.randn(3, 5, 10), torch.arange(5) < torch.tensor([[5], [2], [4]])
+    out = g2(low, e, words, mask, sample=False).image
+    other = g2(low, e, torch.randn(3, 5, 10), mask, sample=False).image
+    change = (out - other).abs().amax(dim=(1, 2, 3)) / out.abs().amax(dim=(1, 2, 3))
+    assert change.min() > 0.01  # every image hears its own words (eval mode: no batch stats)
+    padded = words.clone()
+    padded[1, 2:] = 9.0
+    assert_close(g2(low, e, padded, mask, sample=False).image, out)
+    with pytest.raises(ValueError, match="give words and word_mask"):
+        g2(low, e)
+    plain = StageIIGenerator(8, in_res=16, out_res=32, width=2, cond_dim=4, res_blocks=1).eval()
+    assert torch.equal(plain(low, e, words, mask, sample=False).image,
+                       plain(low, e, sample=False).image)  # word_dim 0: words ignored
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -215,6 +235,31 @@ def test_one_training_step_per_head_and_stage(head: str, d_norm: str, tmp_path) 
         assert stage.state.step == 1
         assert any(not torch.equal(a, b) for a, b in zip(before, g.parameters(), strict=True))
     assert all(p.grad is None for p in lower.parameters())
+
+
+def test_stage2_word_attention_trains_on_the_batch_words(tmp_path) -> None:
+    cfg = load_config(t2i.StackGANConfig, TINY, ["model.d_head=projection", "model.g2_words=true"])
+    runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
+    with pytest.raises(ValueError, match="g2_words needs the caption's word features"):
+        t2i.build_stage(2, cfg, _corpus(), runtime, tmp_path, "hash")
+    corpus = _corpus()
+    gen = torch.Generator().manual_seed(1)
+    corpus.words = torch.randn(12, 3, 6, 10, generator=gen).half()
+    corpus.word_mask = torch.arange(6) < torch.randint(1, 7, (12, 3, 1), generator=gen)
+    s1 = t2i.build_stage(1, cfg, corpus, runtime, tmp_path, "hash")
+    assert not hasattr(s1.state.nets["g"], "attn")  # Stage I has no words
+    lower = models.freeze(s1.state.ema.module)
+    s2 = t2i.build_stage(2, cfg, corpus, runtime, tmp_path, "hash", lower=lower)
+    g, (d_phase, g_phase) = s2.state.nets["g"], s2.phases
+    assert g.attn.project.in_features == 10
+    seen = []
+    forward = g.attn.forward
+    g.attn.forward = lambda h, w, m: seen.append(m.clone()) or forward(h, w, m)
+    batch = s2.data.next()
+    d_phase.loss_fn(s2.state, batch)
+    assert torch.equal(seen[0], batch.word_mask)  # the D phase's fakes heard their captions
+    sum(g_phase.loss_fn(s2.state, s2.data.next()).values()).backward()  # reused fakes
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.attn.parameters())
 
 
 def test_stage_networks_standardize_with_the_training_caption_statistics(tmp_path) -> None:
@@ -425,6 +470,35 @@ def test_entry_points_train_sample_evaluate_and_resume(tmp_path, capsys) -> None
         _train(run, "loss.kl=1.0", resume=True)
     assert exit_info.value.code == 2
     assert "loss.kl: 2.0 -> 1.0" in capsys.readouterr().err
+
+
+def test_word_attention_run_samples_and_evaluates_with_its_encoders_words(tmp_path) -> None:
+    from text2img import evaluate as ev
+    from text2img import sample
+
+    run = tmp_path / "run"
+    m = _train(run, "model.g2_words=true")
+    assert 0.0 <= m["metrics/stage2/attr_acc"] <= 1.0
+    assert json.loads((run / "g_ema.json").read_text())["word_dim"] == 384  # MiniLM's states
+    assert len(list((run / "samples").glob("samples_stage2_p0_step*.png"))) == 2
+    nets = sample.load_generators(run)
+    with pytest.raises(ValueError, match="words=encoder.encode_tokens"):
+        sample.StackGANSampler(nets["g1"], nets["g2"], "minilm", 2)
+    sampler = sample.load_sampler(run)
+    captions = ["a crimson bird", "a navy bird with spotted wings"]
+    emb = sample.checked_encoder(nets["meta"]).encode(captions)
+    a = sampler.sample(captions, emb, 2, torch.Generator().manual_seed(0))
+    b = sampler.sample(captions[::-1], emb, 2, torch.Generator().manual_seed(0))
+    assert a.shape == (2, 2, 3, 32, 32) and not torch.equal(a, b)  # the words count
+    grid = tmp_path / "grid.png"
+    sample.main(["a small bird with a red crown", "--n", "2", "--checkpoint", str(run),
+                 "--out", str(grid), "--no-title"])
+    assert grid.is_file()
+    judge_dir = m["details"]["judge"]
+    report = ev.main([f"checkpoint={run}", "n=8", "n_z=2", "diversity_captions=2",
+                      "batch_size=8", f"judge={judge_dir}", "run.wandb_mode=disabled",
+                      "--run-dir", str(tmp_path / "eval")])
+    assert 0.0 <= report["metrics"]["metrics/attr_acc"] <= 1.0
 
 
 def test_speed_bench_times_the_reference_and_ours_on_identical_networks() -> None:

@@ -42,7 +42,7 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from common.discriminators import ConditionalDiscriminator, StandardizedHead, make_head
-from common.nn import CAOut, ConditioningAugmentation, ResBlock, maybe_spectral_norm
+from common.nn import CAOut, ConditioningAugmentation, ResBlock, WordAttention, maybe_spectral_norm
 
 __all__ = [
     "GenOut",
@@ -335,18 +335,25 @@ class StageIIGenerator(nn.Module):
     - Stage-I is not part of this module and gets no gradient: the input is detached here,
       and the training code runs a frozen copy of Stage-I G (§3.5 trains Stage-II with
       Stage-I fixed).
+    - ``word_dim`` > 0: after the joint, every cell of the grid attends over the caption's
+      word features (AttnGAN's F^attn, Xu et al. 2018, §3.1 eq. 2; :class:`WordAttention`)
+      and the word-context map is joined to it (3×3 conv → BN → ReLU) before the residual
+      blocks, as AttnGAN's refinement stages join [h, F^attn(e, h)]. The sentence code
+      still enters at the joint. With ``word_dim`` 0 the words are ignored.
 
-    forward(low: Tensor[B, 3, in_res, in_res], e: Tensor[B, embed_dim])
+    forward(low: Tensor[B, 3, in_res, in_res], e: Tensor[B, embed_dim],
+            words: Tensor[B, T, word_dim] | None, word_mask: bool Tensor[B, T] | None)
         → GenOut(image [B, 3, out_res, out_res]).
     """
 
     def __init__(self, embed_dim: int, *, in_res: int = 64, out_res: int = 256,
                  width: int = 128, cond_dim: int = 128, n_down: int = 2, res_blocks: int = 4,
                  upsample: str = "nearest", fused: bool = True, augment: bool = True,
-                 standardize: bool = False, cond_norm: bool = False) -> None:
+                 standardize: bool = False, cond_norm: bool = False, word_dim: int = 0) -> None:
         super().__init__()
         self.embed_dim, self.in_res, self.resolution, self.cond_dim = (
             embed_dim, in_res, out_res, cond_dim)
+        self.word_dim = word_dim
         self.channels = stage2_channels(in_res, out_res, width, n_down)
         self.memory_format = torch.contiguous_format
         enc, ups = self.channels["encoder"], self.channels["up"]
@@ -359,6 +366,10 @@ class StageIIGenerator(nn.Module):
         self.encoder = nn.Sequential(*layers)
         top = enc[-1]
         self.joint = nn.Sequential(_conv3(top + cond_dim, top), nn.BatchNorm2d(top), nn.ReLU())
+        self.attn = self.fuse = None
+        if word_dim > 0:
+            self.attn = WordAttention(top, word_dim)
+            self.fuse = nn.Sequential(_conv3(2 * top, top), nn.BatchNorm2d(top), nn.ReLU())
         self.residual = nn.Sequential(*[ResBlock(top, norm="bn") for _ in range(res_blocks)])
         chans = [top, *ups]
         self.up = nn.ModuleList([UpBlock(a, b, upsample, fused, cond_dim if cond_norm else 0)
@@ -366,16 +377,23 @@ class StageIIGenerator(nn.Module):
         self.to_rgb = _to_rgb(chans[-1])
         dcgan_init(self)
 
-    def forward(self, low: Tensor, e: Tensor, *, generator: torch.Generator | None = None,
+    def forward(self, low: Tensor, e: Tensor, words: Tensor | None = None,
+                word_mask: Tensor | None = None, *, generator: torch.Generator | None = None,
                 sample: bool = True) -> GenOut:
         _check_image(low, self.in_res, "Stage-II G")
+        if self.attn is not None and (words is None or word_mask is None):
+            raise ValueError(f"this Stage-II G attends over the caption's words "
+                             f"(word_dim={self.word_dim}): give words and word_mask")
         ca = self.ca(e, generator=generator, sample=sample)  # c: (B, cond_dim)
         x = low.detach().contiguous(memory_format=self.memory_format)
         h = self.encoder(x)  # (B, 4w, in_res / 4, in_res / 4)
         s = h.shape[-1]
         c = repeat(ca.c.to(h.dtype), "b c -> b c h w", h=s, w=s)  # tiled code (§3.4)
         h = torch.cat([h, c.contiguous(memory_format=self.memory_format)], dim=1)
-        h = self.residual(self.joint(h))  # (B, 4w, s, s)
+        h = self.joint(h)  # (B, 4w, s, s)
+        if self.attn is not None:  # [h, F^attn(words, h)] (AttnGAN eq. 2)
+            h = self.fuse(torch.cat([h, self.attn(h, words, word_mask)], dim=1))
+        h = self.residual(h)
         return GenOut(self.to_rgb(run_up(self.up, h, ca.c)), ca)  # (B, 3, out_res, out_res)
 
 

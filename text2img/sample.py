@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +47,29 @@ class StackGANSampler:
     ``stage=1`` returns Stage-I images, ``stage=2`` the Stage-II refinements of them.
     ``sample`` gives Tensor[N, n_z, 3, R, R] in [-1, 1]; z and the conditioning noise are
     drawn from ``generator`` (a CPU generator) so results do not depend on the device.
+    ``words``: captions → (word features Tensor[N, T, H], mask bool Tensor[N, T]), the
+    encoder's ``encode_tokens``; needed when Stage II attends over the words.
     """
 
     def __init__(self, g1: nn.Module, g2: nn.Module | None, encoder: str | None, stage: int,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu",
+                 words: Callable[[Sequence[str]], tuple[Tensor, Tensor]] | None = None) -> None:
         if stage == 2 and g2 is None:
             raise ValueError("stage=2 needs a Stage-II generator")
-        self.g1, self.g2, self.stage = g1, g2, stage
+        self.needs_words = stage == 2 and getattr(g2, "word_dim", 0) > 0
+        if self.needs_words and words is None:
+            raise ValueError("this Stage-II G attends over the caption's words: give the "
+                             "sampler the encoder's word features (words=encoder.encode_tokens)")
+        self.g1, self.g2, self.stage, self.words = g1, g2, stage, words
         self.encoder = encoder
         self.device = torch.device(device)
         self.resolution = (g2 if stage == 2 else g1).resolution
 
     @torch.no_grad()
-    def both(self, embeddings: Tensor, n_z: int, generator: torch.Generator) -> dict:
-        """{"stage1": Tensor[N·n_z, 3, R1, R1], "stage2": Tensor[N·n_z, 3, R2, R2] | None}."""
+    def both(self, embeddings: Tensor, n_z: int, generator: torch.Generator,
+             captions: Sequence[str] | None = None) -> dict:
+        """{"stage1": Tensor[N·n_z, 3, R1, R1], "stage2": Tensor[N·n_z, 3, R2, R2] | None};
+        ``captions`` (the N texts) when Stage II attends over their words."""
         emb = embeddings.float().repeat_interleave(n_z, 0)  # (N·n_z, E)
         z = torch.randn(len(emb), self.g1.z_dim, generator=generator)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
@@ -69,14 +78,21 @@ class StackGANSampler:
         low = self.g1(emb, z, generator=ca_gen).image.float()
         high = None
         if self.g2 is not None and self.stage == 2:
-            high = self.g2(low, emb, generator=ca_gen).image.float().cpu()
+            words = mask = None
+            if self.needs_words:
+                if captions is None or len(captions) != len(embeddings):
+                    raise ValueError("Stage II attends over the words: give the captions")
+                words, mask = self.words(list(captions))  # type: ignore[misc]
+                words = words.float().repeat_interleave(n_z, 0).to(self.device)
+                mask = mask.repeat_interleave(n_z, 0).to(self.device)
+            high = self.g2(low, emb, words, mask, generator=ca_gen).image.float().cpu()
         return {"stage1": low.cpu(), "stage2": high}
 
     def sample(self, captions: Sequence[str], embeddings: Tensor | None, n_z: int,
                generator: torch.Generator) -> Tensor:
         if embeddings is None:
             raise ValueError("StackGANSampler needs caption embeddings")
-        out = self.both(embeddings, n_z, generator)
+        out = self.both(embeddings, n_z, generator, captions)
         x = out["stage2"] if self.stage == 2 else out["stage1"]
         return x.reshape(len(captions), n_z, *x.shape[1:])  # (N, n_z, 3, R, R)
 
@@ -116,7 +132,8 @@ def load_generators(ref: str | Path | None, device: torch.device | str = "cpu"
     model = from_dict(ModelConfig, meta["model"], source=str(path.with_suffix(".json")))
     nets = {"stage1": build_generator(1, model, int(meta["embed_dim"]))}
     if int(meta["stages"]) == 2:
-        nets["stage2"] = build_generator(2, model, int(meta["embed_dim"]))
+        nets["stage2"] = build_generator(2, model, int(meta["embed_dim"]),
+                                         int(meta.get("word_dim", 0)))
     modules = nn.ModuleDict(nets)
     import_weights(path, modules)
     modules.to(device)
@@ -128,12 +145,28 @@ def load_generators(ref: str | Path | None, device: torch.device | str = "cpu"
 def load_sampler(checkpoint: str | Path, device: torch.device | str = "cpu") -> StackGANSampler:
     """Sampler of the highest stage in ``checkpoint`` (``text2img.evaluate``'s default)."""
     nets = load_generators(checkpoint, device)
+    return _sampler(nets, device)
+
+
+def _sampler(nets: dict[str, Any], device: torch.device | str, encoder: Any = None
+             ) -> StackGANSampler:
+    """The highest stage's sampler; the checkpoint's encoder (``encoder``, or loaded on
+    first use) gives the words Stage II attends over."""
+    meta, words = nets["meta"], None
+    if getattr(nets["g2"], "word_dim", 0) > 0:
+        loaded: list[Any] = [] if encoder is None else [encoder]
+
+        def words(captions: Sequence[str]) -> tuple[Tensor, Tensor]:
+            if not loaded:
+                loaded.append(checked_encoder(meta))
+            return loaded[0].encode_tokens(captions)
+
     stage = 2 if nets["g2"] is not None else 1
-    return StackGANSampler(nets["g1"], nets["g2"], nets["meta"]["encoder"], stage, device)
+    return StackGANSampler(nets["g1"], nets["g2"], meta["encoder"], stage, device, words)
 
 
-def embed(prompts: list[str], meta: dict[str, Any]) -> Tensor:
-    """Embed with the checkpoint's encoder, refusing one whose weights differ."""
+def checked_encoder(meta: dict[str, Any]) -> Any:
+    """The checkpoint's text encoder, refusing one whose weights differ."""
     from text2img.encoders import get_encoder
 
     encoder = get_encoder(meta["encoder"])
@@ -144,7 +177,8 @@ def embed(prompts: list[str], meta: dict[str, Any]) -> Tensor:
     if encoder.dim != int(meta["embed_dim"]):
         raise CheckpointError(f"encoder gives {encoder.dim}-d embeddings, the checkpoint "
                               f"expects {meta['embed_dim']}")
-    return encoder.encode(prompts)
+    return encoder
+
 
 
 def sample_grid(images: dict[str, Tensor | None], per_row: int = 4) -> np.ndarray:
@@ -227,19 +261,19 @@ def main(argv: list[str] | None = None) -> Path:
         if not prompts:
             parser.error("give a caption or --prompts FILE")
         nets = load_generators(args.checkpoint, args.device)
-        emb = embed(prompts, nets["meta"])
+        encoder = checked_encoder(nets["meta"])
+        emb = encoder.encode(prompts)
     except (CheckpointError, EncoderError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    stage = 2 if nets["g2"] is not None else 1
-    sampler = StackGANSampler(nets["g1"], nets["g2"], nets["meta"]["encoder"], stage,
-                              args.device)
+    sampler = _sampler(nets, args.device, encoder)
+    stage = sampler.stage
     from PIL import Image
 
     gen = torch.Generator().manual_seed(args.seed)
     pictures = []
     for i, prompt in enumerate(prompts):
-        images = sampler.both(emb[i:i + 1], args.n, gen)
+        images = sampler.both(emb[i:i + 1], args.n, gen, [prompt])
         grid = sample_grid(images, per_row=args.per_row)
         pictures.append(Image.fromarray(grid) if args.no_title else _with_title(grid, prompt))
     from common.io import atomic_path

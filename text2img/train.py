@@ -147,6 +147,10 @@ class ModelConfig:
     # G's up-blocks take their batch-norm scale and shift from the CA code (conditional BN,
     # text2img/models.py UpBlock); false: the official StackGAN G, c only at the input.
     g_cond_norm: bool = False
+    # Stage-II G attends over the caption's word features (AttnGAN's F^attn, Xu et al. 2018
+    # eq. 2; text2img/models.py StageIIGenerator): each cell of its grid picks the words it
+    # needs. Needs a transformers encoder (word-level features, cached like loss.words').
+    g2_words: bool = False
 
     def stage_res(self, index: int) -> int:
         """The image resolution of stage ``index`` (1 or 2)."""
@@ -317,7 +321,7 @@ def load_corpus(cfg: StackGANConfig, encoder: Any) -> Corpus:
     flat = [c for caps in captions for c in caps]
     cache, key = EmbeddingCache(), f"{name}-c{per_image}"
     emb = cache.encode(encoder, flat, dataset_hash=key)
-    if cfg.loss.words > 0:
+    if cfg.loss.words > 0 or cfg.model.g2_words:
         words, mask = cache.encode_tokens(encoder, flat, dataset_hash=key)
         extra.update(words=words.view(len(captions), per_image, *words.shape[1:]),
                      word_mask=mask.view(len(captions), per_image, -1))
@@ -476,7 +480,13 @@ class Stage:
     lower: nn.Module | None = None  # Stage II: the frozen Stage-I EMA generator
 
 
-def build_generator(index: int, cfg: ModelConfig, embed_dim: int) -> nn.Module:
+def build_generator(index: int, cfg: ModelConfig, embed_dim: int, word_dim: int = 0
+                    ) -> nn.Module:
+    """Stage ``index``'s G; ``word_dim``: the caption word features' width, which Stage II
+    attends over when ``cfg.g2_words`` is on."""
+    if cfg.g2_words and index == 2 and word_dim <= 0:
+        raise ValueError("model.g2_words needs the caption's word features (a transformers "
+                         "encoder: minilm or hf:<model>)")
     if index == 1:
         return StageIGenerator(embed_dim, resolution=cfg.stage1_res, width=cfg.g_width,
                                cond_dim=cfg.cond_dim, z_dim=cfg.z_dim, upsample=cfg.upsample,
@@ -486,19 +496,22 @@ def build_generator(index: int, cfg: ModelConfig, embed_dim: int) -> nn.Module:
                             width=cfg.g_width, cond_dim=cfg.cond_dim, n_down=cfg.stage2_down,
                             res_blocks=cfg.res_blocks, upsample=cfg.upsample,
                             fused=cfg.fused_upsample, augment=cfg.ca,
-                            standardize=cfg.cond_standardize, cond_norm=cfg.g_cond_norm)
+                            standardize=cfg.cond_standardize, cond_norm=cfg.g_cond_norm,
+                            word_dim=word_dim if cfg.g2_words else 0)
 
 
 def generate(g: nn.Module, lower: nn.Module | None, emb: Tensor, z: Tensor,
-             generator: torch.Generator | None = None) -> dict[str, Any]:
+             generator: torch.Generator | None = None, words: Tensor | None = None,
+             word_mask: Tensor | None = None) -> dict[str, Any]:
     """Images of one stage: {"image": Tensor[B, 3, R, R], "ca": CAOut, "low": Stage-I image
-    or None}. Stage II runs the frozen Stage I without a graph (its output is detached)."""
+    or None}. Stage II runs the frozen Stage I without a graph (its output is detached) and
+    gets the caption's words (used when it attends over them, ``model.g2_words``)."""
     if lower is None:
         out = g(emb, z, generator=generator)
         return {"image": out.image, "ca": out.ca, "low": None}
     with torch.no_grad():
         low = lower(emb, z, generator=generator).image
-    out = g(low, emb, generator=generator)
+    out = g(low, emb, words, word_mask, generator=generator)
     return {"image": out.image, "ca": out.ca, "low": low}
 
 
@@ -581,7 +594,8 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
         g, d = state.nets["g"], state.nets["d"]
         z = torch.randn(len(batch.emb), z_dim, device=device)
         with torch.set_grad_enabled(cfg.train.reuse_fake):
-            fake = generate(g, lower, batch.emb, z)
+            fake = generate(g, lower, batch.emb, z, words=batch.words,
+                            word_mask=batch.word_mask)
         if cfg.train.reuse_fake:
             reuse.update(fake=fake, emb=batch.emb, words=batch.words, mask=batch.word_mask)
         real_f = d.backbone(batch.image)  # real features once, for right and wrong captions
@@ -612,7 +626,8 @@ def build_phases(cfg: StackGANConfig, lower: nn.Module | None, device: torch.dev
             word_feats, word_mask = reuse.pop("words"), reuse.pop("mask")
         else:
             emb, word_feats, word_mask = batch.emb, batch.words, batch.word_mask
-            fake = generate(g, lower, emb, torch.randn(len(emb), z_dim, device=device))
+            fake = generate(g, lower, emb, torch.randn(len(emb), z_dim, device=device),
+                            words=word_feats, word_mask=word_mask)
         with no_param_grads(d):
             feats = d.backbone(fake["image"])
             out = _f32(d.head(feats, emb))
@@ -672,7 +687,8 @@ def build_stage(index: int, cfg: StackGANConfig, corpus: Corpus, runtime: Runtim
     resolution = cfg.model.stage_res(index)
     base = cfg.seed * 1000 + 10 * index
     torch.manual_seed(base)  # each stage's initialisation is its own (and the same on all ranks)
-    g = build_generator(index, cfg.model, embed_dim).to(device)
+    word_dim = 0 if corpus.words is None else corpus.words.shape[-1]
+    g = build_generator(index, cfg.model, embed_dim, word_dim).to(device)
     d = build_discriminator(cfg.model.d_head, resolution=resolution, width=cfg.model.d_width,
                             embed_dim=embed_dim, cond_ch=cfg.model.d_cond_ch,
                             head_norm=None if cfg.model.head_norm == "none" else "bn",
@@ -760,10 +776,21 @@ class Probes:
     z: Tensor  # (P · n_z, z_dim)
     n_z: int
     seed: int  # seeds the CA noise of every snapshot
+    words: Tensor | None = None  # (P, T, H) the prompts' word features (model.g2_words)
+    word_mask: Tensor | None = None  # (P, T)
 
     @staticmethod
     def load_or_create(run_dir: Path, cfg: StackGANConfig, encoder: Any, corpus: Corpus,
                        write: bool = True) -> Probes:
+        probes = Probes._load_or_create(run_dir, cfg, encoder, corpus, write)
+        if cfg.model.g2_words:  # recomputed each time: the encoder is deterministic
+            words, mask = encoder.encode_tokens(probes.prompts)
+            probes.words, probes.word_mask = words.float(), mask
+        return probes
+
+    @staticmethod
+    def _load_or_create(run_dir: Path, cfg: StackGANConfig, encoder: Any, corpus: Corpus,
+                        write: bool) -> Probes:
         from safetensors.torch import load_file, save_file
 
         meta_path, tensor_path = run_dir / "probes.json", run_dir / "probes.safetensors"
@@ -789,7 +816,11 @@ class Probes:
         gen = torch.Generator(device).manual_seed(self.seed)
         emb = self.emb.to(device).repeat_interleave(self.n_z, 0)
         low = g1(emb, self.z.to(device), generator=gen).image.float()
-        high = None if g2 is None else g2(low, emb, generator=gen).image.float()
+        words = mask = None
+        if self.words is not None and self.word_mask is not None:
+            words = self.words.to(device).repeat_interleave(self.n_z, 0)
+            mask = self.word_mask.to(device).repeat_interleave(self.n_z, 0)
+        high = None if g2 is None else g2(low, emb, words, mask, generator=gen).image.float()
         shape = lambda x: x.reshape(len(self.prompts), self.n_z, *x.shape[1:]).cpu()  # noqa
         return {"stage1": shape(low), "stage2": None if high is None else shape(high)}
 
@@ -812,6 +843,7 @@ def export_generators(path: Path, cfg: StackGANConfig, g1: nn.Module, g2: nn.Mod
     them (model config, embedding size, the text encoder by name and content hash)."""
     nets = nn.ModuleDict({"stage1": g1} if g2 is None else {"stage1": g1, "stage2": g2})
     meta = {"entry": "text2img.train", "model": to_dict(cfg.model), "embed_dim": encoder.dim,
+            "word_dim": getattr(g2, "word_dim", 0),
             "encoder": cfg.data.encoder, "encoder_hash": encoder.content_hash(),
             "stages": len(nets), "steps": steps, "dataset": cfg.data.dataset}
     return export_weights(path, nets, meta)
@@ -1010,7 +1042,9 @@ def _main(cfg: StackGANConfig, inv: Any, run: Run) -> dict[str, Any]:
         judge_dir = judge.ensure(run.dir / "judge")
         samplers = {"stage1": StackGANSampler(g1, None, cfg.data.encoder, 1, device)}
         if g2 is not None:
-            samplers["stage2"] = StackGANSampler(g1, g2, cfg.data.encoder, 2, device)
+            samplers["stage2"] = StackGANSampler(
+                g1, g2, cfg.data.encoder, 2, device,
+                words=encoder.encode_tokens if cfg.model.g2_words else None)
         report = evaluate_run(cfg, samplers, judge_dir, encoder, device)
         results = report["metrics"]
         run.tracker.log(results, step=last)

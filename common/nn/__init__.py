@@ -1,5 +1,7 @@
-"""Reusable network blocks, conditioning augmentation and weight averaging, contrastive critic."""
+"""Reusable network blocks, conditioning augmentation and weight averaging, contrastive critic,
+word attention."""
 
+from common.nn.attention import WordAttention
 from common.nn.blocks import (
     GatedConv1d,
     GatedConv2d,
@@ -23,6 +25,7 @@ __all__ = [
     "GatedConv2d",
     "ResBlock",
     "Standardize",
+    "WordAttention",
     "WordRegionCritic",
     "contrastive_loss",
     "down_block",
