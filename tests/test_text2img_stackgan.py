@@ -171,6 +171,14 @@ def test_stage2_with_word_attention_draws_from_the_real_words() -> None:
     assert_close(g2(low, e, padded, mask, sample=False).image, out)
     with pytest.raises(ValueError, match="give words and word_mask"):
         g2(low, e)
+    fine = StageIIGenerator(8, in_res=16, out_res=32, width=2, cond_dim=4, res_blocks=1,
+                            word_dim=10, words_res=16).eval()  # after the 8 → 16 up-block
+    seen = []
+    fine.attn.register_forward_hook(lambda m, args, out: seen.append(out.shape))
+    assert fine(low, e, words, mask, sample=False).image.shape == (3, 3, 32, 32)
+    assert seen == [(3, fine.channels["up"][1], 16, 16)]
+    with pytest.raises(ValueError, match=r"words_res=12 must be one of its grids \[4, 8, 16, 32\]"):
+        StageIIGenerator(8, in_res=16, out_res=32, width=2, word_dim=10, words_res=12)
     plain = StageIIGenerator(8, in_res=16, out_res=32, width=2, cond_dim=4, res_blocks=1).eval()
     assert torch.equal(plain(low, e, words, mask, sample=False).image,
                        plain(low, e, sample=False).image)  # word_dim 0: words ignored

@@ -335,10 +335,11 @@ class StageIIGenerator(nn.Module):
     - Stage-I is not part of this module and gets no gradient: the input is detached here,
       and the training code runs a frozen copy of Stage-I G (§3.5 trains Stage-II with
       Stage-I fixed).
-    - ``word_dim`` > 0: after the joint, every cell of the grid attends over the caption's
-      word features (AttnGAN's F^attn, Xu et al. 2018, §3.1 eq. 2; :class:`WordAttention`)
-      and the word-context map is joined to it (3×3 conv → BN → ReLU) before the residual
-      blocks, as AttnGAN's refinement stages join [h, F^attn(e, h)]. The sentence code
+    - ``word_dim`` > 0: every cell of one grid attends over the caption's word features
+      (AttnGAN's F^attn, Xu et al. 2018, §3.1 eq. 2; :class:`WordAttention`) and the
+      word-context map is joined to it (3×3 conv → BN → ReLU), as AttnGAN's refinement
+      stages join [h, F^attn(e, h)]. The grid is the joint's (before the residual blocks,
+      ``words_res`` 0) or the output of the up-block at ``words_res`` px. The sentence code
       still enters at the joint. With ``word_dim`` 0 the words are ignored.
 
     forward(low: Tensor[B, 3, in_res, in_res], e: Tensor[B, embed_dim],
@@ -349,12 +350,19 @@ class StageIIGenerator(nn.Module):
     def __init__(self, embed_dim: int, *, in_res: int = 64, out_res: int = 256,
                  width: int = 128, cond_dim: int = 128, n_down: int = 2, res_blocks: int = 4,
                  upsample: str = "nearest", fused: bool = True, augment: bool = True,
-                 standardize: bool = False, cond_norm: bool = False, word_dim: int = 0) -> None:
+                 standardize: bool = False, cond_norm: bool = False, word_dim: int = 0,
+                 words_res: int = 0) -> None:
         super().__init__()
         self.embed_dim, self.in_res, self.resolution, self.cond_dim = (
             embed_dim, in_res, out_res, cond_dim)
         self.word_dim = word_dim
         self.channels = stage2_channels(in_res, out_res, width, n_down)
+        joint_res = in_res // 2**n_down
+        grids = [joint_res * 2**k for k in range(len(self.channels["up"]) + 1)]
+        if words_res and words_res not in grids:
+            raise ValueError(f"Stage-II G: words_res={words_res} must be one of its grids "
+                             f"{grids} (or 0: the joint's {joint_res} px)")
+        self.words_level = grids.index(words_res or joint_res)  # 0: joint, k: after up-block k
         self.memory_format = torch.contiguous_format
         enc, ups = self.channels["encoder"], self.channels["up"]
         self.ca = ConditioningAugmentation(embed_dim, cond_dim, augment, standardize)
@@ -366,12 +374,13 @@ class StageIIGenerator(nn.Module):
         self.encoder = nn.Sequential(*layers)
         top = enc[-1]
         self.joint = nn.Sequential(_conv3(top + cond_dim, top), nn.BatchNorm2d(top), nn.ReLU())
-        self.attn = self.fuse = None
-        if word_dim > 0:
-            self.attn = WordAttention(top, word_dim)
-            self.fuse = nn.Sequential(_conv3(2 * top, top), nn.BatchNorm2d(top), nn.ReLU())
         self.residual = nn.Sequential(*[ResBlock(top, norm="bn") for _ in range(res_blocks)])
         chans = [top, *ups]
+        self.attn = self.fuse = None
+        if word_dim > 0:
+            ch = chans[self.words_level]
+            self.attn = WordAttention(ch, word_dim)
+            self.fuse = nn.Sequential(_conv3(2 * ch, ch), nn.BatchNorm2d(ch), nn.ReLU())
         self.up = nn.ModuleList([UpBlock(a, b, upsample, fused, cond_dim if cond_norm else 0)
                                  for a, b in zip(chans[:-1], chans[1:], strict=True)])
         self.to_rgb = _to_rgb(chans[-1])
@@ -390,11 +399,18 @@ class StageIIGenerator(nn.Module):
         s = h.shape[-1]
         c = repeat(ca.c.to(h.dtype), "b c -> b c h w", h=s, w=s)  # tiled code (§3.4)
         h = torch.cat([h, c.contiguous(memory_format=self.memory_format)], dim=1)
-        h = self.joint(h)  # (B, 4w, s, s)
-        if self.attn is not None:  # [h, F^attn(words, h)] (AttnGAN eq. 2)
-            h = self.fuse(torch.cat([h, self.attn(h, words, word_mask)], dim=1))
-        h = self.residual(h)
-        return GenOut(self.to_rgb(run_up(self.up, h, ca.c)), ca)  # (B, 3, out_res, out_res)
+        h = self.residual(self._attend(self.joint(h), 0, words, word_mask))  # (B, 4w, s, s)
+        for level, block in enumerate(self.up, start=1):  # ×2 each
+            h = self._attend(block(h, ca.c if block.film is not None else None), level, words,
+                             word_mask)
+        return GenOut(self.to_rgb(h), ca)  # (B, 3, out_res, out_res)
+
+    def _attend(self, h: Tensor, level: int, words: Tensor | None, mask: Tensor | None
+                ) -> Tensor:
+        """[h, F^attn(words, h)] joined (AttnGAN eq. 2) at the attention's grid; else h."""
+        if self.attn is None or self.fuse is None or level != self.words_level:
+            return h
+        return self.fuse(torch.cat([h, self.attn(h, words, mask)], dim=1))
 
 
 # ----------------------------------------------------------------------------- D backbone

@@ -151,6 +151,7 @@ class ModelConfig:
     # eq. 2; text2img/models.py StageIIGenerator): each cell of its grid picks the words it
     # needs. Needs a transformers encoder (word-level features, cached like loss.words').
     g2_words: bool = False
+    g2_words_res: int = 0  # the grid it attends on: 0 = the joint's, else an up-block's px
 
     def stage_res(self, index: int) -> int:
         """The image resolution of stage ``index`` (1 or 2)."""
@@ -497,7 +498,8 @@ def build_generator(index: int, cfg: ModelConfig, embed_dim: int, word_dim: int 
                             res_blocks=cfg.res_blocks, upsample=cfg.upsample,
                             fused=cfg.fused_upsample, augment=cfg.ca,
                             standardize=cfg.cond_standardize, cond_norm=cfg.g_cond_norm,
-                            word_dim=word_dim if cfg.g2_words else 0)
+                            word_dim=word_dim if cfg.g2_words else 0,
+                            words_res=cfg.g2_words_res)
 
 
 def generate(g: nn.Module, lower: nn.Module | None, emb: Tensor, z: Tensor,
