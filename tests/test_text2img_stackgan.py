@@ -156,6 +156,25 @@ def test_stage2_sees_stage1_detached() -> None:
     assert all(p.grad is not None for p in g2.parameters())
 
 
+def test_stage2_subpixel_last_block_can_texture_a_uniform_region() -> None:
+    # A constant 32 px map in, through the last up-block to 64 px: nearest ×2 + conv gives
+    # one value inside (away from the zero-padded border); the free transposed conv gives
+    # each of the four 2×2 phases its own.
+    torch.manual_seed(0)
+    for subpixel in (False, True):
+        g2 = StageIIGenerator(8, in_res=32, out_res=64, width=4, cond_dim=4, res_blocks=1,
+                              subpixel=subpixel).eval()
+        last = g2.up[-1]
+        assert last.mode == ("transposed" if subpixel else "nearest")
+        assert all(b.mode == "nearest" for b in g2.up[:-1])
+        x = torch.ones(1, last.conv.in_channels, 8, 8)
+        inner = last(x)[0, :, 2:-2, 2:-2]  # (C, 12, 12)
+        phases = torch.stack([inner[:, i::2, j::2] for i in (0, 1) for j in (0, 1)])
+        assert_close(phases, phases[:, :, :1, :1].expand_as(phases))  # each phase uniform
+        spread = (phases[:, :, 0, 0].amax(0) - phases[:, :, 0, 0].amin(0)).max()
+        assert (spread > 1e-3) == subpixel, spread
+
+
 def test_stage2_with_word_attention_draws_from_the_real_words() -> None:
     torch.manual_seed(0)
     g2 = StageIIGenerator(8, in_res=16, out_res=32, width=2, cond_dim=4, res_blocks=1,

@@ -341,6 +341,12 @@ class StageIIGenerator(nn.Module):
       stages join [h, F^attn(e, h)]. The grid is the joint's (before the residual blocks,
       ``words_res`` 0) or the output of the up-block at ``words_res`` px. The sentence code
       still enters at the joint. With ``word_dim`` 0 the words are ignored.
+    - ``subpixel``: the last up-block is a free 4×4 stride-2 transposed conv. Its four
+      output phases have their own weights, so a uniform region of the input can come out
+      as a 2-px periodic texture (SynthBirds' stripes and spots at 64 px); nearest ×2 +
+      conv gives a uniform region one value (all four phases sum the same taps). This is
+      the checkerboard capacity Odena et al. (2016, "Deconvolution and Checkerboard
+      Artifacts") warn about, kept to the one block where the data has such a period.
 
     forward(low: Tensor[B, 3, in_res, in_res], e: Tensor[B, embed_dim],
             words: Tensor[B, T, word_dim] | None, word_mask: bool Tensor[B, T] | None)
@@ -351,7 +357,7 @@ class StageIIGenerator(nn.Module):
                  width: int = 128, cond_dim: int = 128, n_down: int = 2, res_blocks: int = 4,
                  upsample: str = "nearest", fused: bool = True, augment: bool = True,
                  standardize: bool = False, cond_norm: bool = False, word_dim: int = 0,
-                 words_res: int = 0) -> None:
+                 words_res: int = 0, subpixel: bool = False) -> None:
         super().__init__()
         self.embed_dim, self.in_res, self.resolution, self.cond_dim = (
             embed_dim, in_res, out_res, cond_dim)
@@ -381,8 +387,10 @@ class StageIIGenerator(nn.Module):
             ch = chans[self.words_level]
             self.attn = WordAttention(ch, word_dim)
             self.fuse = nn.Sequential(_conv3(2 * ch, ch), nn.BatchNorm2d(ch), nn.ReLU())
-        self.up = nn.ModuleList([UpBlock(a, b, upsample, fused, cond_dim if cond_norm else 0)
-                                 for a, b in zip(chans[:-1], chans[1:], strict=True)])
+        modes = [upsample] * (len(chans) - 2) + ["transposed" if subpixel else upsample]
+        self.up = nn.ModuleList([UpBlock(a, b, mode, fused, cond_dim if cond_norm else 0)
+                                 for a, b, mode in zip(chans[:-1], chans[1:], modes,
+                                                       strict=True)])
         self.to_rgb = _to_rgb(chans[-1])
         dcgan_init(self)
 

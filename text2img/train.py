@@ -152,6 +152,9 @@ class ModelConfig:
     # needs. Needs a transformers encoder (word-level features, cached like loss.words').
     g2_words: bool = False
     g2_words_res: int = 0  # the grid it attends on: 0 = the joint's, else an up-block's px
+    # Stage II's last up-block is a free transposed conv, able to draw a 2-px periodic
+    # texture (the wing pattern at 64 px) that nearest ×2 + conv cannot (StageIIGenerator).
+    g2_subpixel: bool = False
 
     def stage_res(self, index: int) -> int:
         """The image resolution of stage ``index`` (1 or 2)."""
@@ -499,7 +502,7 @@ def build_generator(index: int, cfg: ModelConfig, embed_dim: int, word_dim: int 
                             fused=cfg.fused_upsample, augment=cfg.ca,
                             standardize=cfg.cond_standardize, cond_norm=cfg.g_cond_norm,
                             word_dim=word_dim if cfg.g2_words else 0,
-                            words_res=cfg.g2_words_res)
+                            words_res=cfg.g2_words_res, subpixel=cfg.g2_subpixel)
 
 
 def generate(g: nn.Module, lower: nn.Module | None, emb: Tensor, z: Tensor,
