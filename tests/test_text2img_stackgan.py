@@ -156,6 +156,16 @@ def test_stage2_sees_stage1_detached() -> None:
     assert all(p.grad is not None for p in g2.parameters())
 
 
+SHIPPED = REPO / "configs" / "text2img"
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in SHIPPED.glob("*.yaml")
+                                         if not p.name.startswith("judge")))
+def test_every_shipped_stackgan_config_parses(path: str) -> None:
+    cfg = load_config(t2i.StackGANConfig, SHIPPED / path, [])
+    assert cfg.model.stage2_res > cfg.model.stage1_res  # and no key unknown to the config
+
+
 def test_stage2_subpixel_last_block_can_texture_a_uniform_region() -> None:
     # A constant 32 px map in, through the last up-block to 64 px: nearest ×2 + conv gives
     # one value inside (away from the zero-padded border); the free transposed conv gives
