@@ -537,6 +537,25 @@ def test_word_attention_run_samples_and_evaluates_with_its_encoders_words(tmp_pa
                       "--run-dir", str(tmp_path / "eval")])
     assert 0.0 <= report["metrics"]["metrics/attr_acc"] <= 1.0
 
+    # Where each word goes: one heat map per word piece, weights summing to 1 per cell.
+    from text2img import attention
+
+    caption = "a red bird with blue wings"
+    maps = attention.attention_maps(run, caption, n=2)
+    assert maps["tokens"] == ["a", "red", "bird", "with", "blue", "wings"]
+    joint = 16 // 4  # the tiny Stage II's joint grid: its 16 px input halved twice
+    assert maps["beta"].shape == (2, joint, joint, 6) and maps["image"].shape == (2, 3, 32, 32)
+    assert_close(maps["beta"].sum(-1), torch.ones(2, joint, joint), atol=1e-5, rtol=0)
+    out = attention.main([caption, "--checkpoint", str(run), "--n", "2", "--scale", "1",
+                          "--out", str(tmp_path / "attn.png"), "--colors", "64"])
+    with Image.open(out) as im:  # a label strip, then 2 rows of 1 image + 6 maps
+        assert im.size == (2 + 7 * (32 + 2), 26 + 2 * (32 + 2) + 2) and im.mode == "P"
+    plain = tmp_path / "plain"
+    _train(plain)
+    with pytest.raises(SystemExit) as exit_info:
+        attention.main([caption, "--checkpoint", str(plain)])
+    assert exit_info.value.code == 2
+
 
 def test_speed_bench_times_the_reference_and_ours_on_identical_networks() -> None:
     from text2img import bench

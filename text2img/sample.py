@@ -36,7 +36,7 @@ from common.tracking import make_grid
 from text2img.models import freeze
 
 __all__ = ["StackGANSampler", "find_checkpoint", "load_generators", "load_sampler",
-           "read_prompt_file", "sample_grid", "main"]
+           "read_prompt_file", "sample_grid", "save_png", "main"]
 
 ARTIFACT = "g_ema.safetensors"
 
@@ -208,6 +208,22 @@ def _with_title(grid: np.ndarray, title: str) -> Any:
     return out
 
 
+def save_png(picture: Any, out: Path, colors: int = 0) -> Path:
+    """Write the PIL ``picture`` to ``out`` atomically; ``colors`` > 0 saves a palette PNG of
+    that many colours (median cut, no dithering: dither noise compresses badly)."""
+    from PIL import Image
+
+    from common.io import atomic_path
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        if colors:
+            picture = picture.quantize(colors=colors, method=Image.Quantize.MEDIANCUT,
+                                       dither=Image.Dither.NONE)
+        picture.save(tmp, format="PNG", optimize=bool(colors))
+    return out
+
+
 def read_prompt_file(path: Path) -> list[str]:
     """One caption per line; blank lines and lines starting with ``#`` are skipped."""
     try:
@@ -276,15 +292,7 @@ def main(argv: list[str] | None = None) -> Path:
         images = sampler.both(emb[i:i + 1], args.n, gen, [prompt])
         grid = sample_grid(images, per_row=args.per_row)
         pictures.append(Image.fromarray(grid) if args.no_title else _with_title(grid, prompt))
-    from common.io import atomic_path
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp:
-        picture = _stack(pictures)
-        if args.colors:  # median-cut palette, no dithering (dither noise compresses badly)
-            picture = picture.quantize(colors=args.colors, method=Image.Quantize.MEDIANCUT,
-                                       dither=Image.Dither.NONE)
-        picture.save(tmp, format="PNG", optimize=bool(args.colors))
+    save_png(_stack(pictures), args.out, args.colors)
     print(f"wrote {args.out} ({len(prompts)} caption(s) x {args.n} samples, "
           f"stage{'s I+II' if stage == 2 else ' I'}, from {nets['path']})")
     return args.out

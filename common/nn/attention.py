@@ -39,6 +39,16 @@ class WordAttention(nn.Module):
         self.scale = 1.0 / math.sqrt(feat_ch)
 
     def forward(self, h: Tensor, words: Tensor, mask: Tensor) -> Tensor:
+        beta, e = self._weights(h, words, mask)
+        context = torch.einsum("bhwt,btc->bchw", beta, e)  # c_j = Σ_i β_{j,i} e'_i
+        return context.contiguous(memory_format=_format_of(h))
+
+    def weights(self, h: Tensor, words: Tensor, mask: Tensor) -> Tensor:
+        """β: Tensor[B, H, W, T], how much each cell of ``h`` takes from each word (rows
+        sum to 1 over the real words) — what :mod:`text2img.attention` draws."""
+        return self._weights(h, words, mask)[0]
+
+    def _weights(self, h: Tensor, words: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         if h.dim() != 4 or words.dim() != 3 or mask.shape != words.shape[:2] \
                 or len(h) != len(words) or h.shape[1] != self.project.out_features:
             raise ValueError(
@@ -52,8 +62,7 @@ class WordAttention(nn.Module):
         scores = torch.einsum("bchw,btc->bhwt", h, e) * self.scale  # h_j^T e'_i
         scores = scores.float().masked_fill(~mask[:, None, None, :], float("-inf"))
         beta = torch.softmax(scores, dim=-1).to(h.dtype)  # over the words
-        context = torch.einsum("bhwt,btc->bchw", beta, e)  # c_j = Σ_i β_{j,i} e'_i
-        return context.contiguous(memory_format=_format_of(h))
+        return beta, e
 
 
 def _format_of(x: Tensor) -> torch.memory_format:
