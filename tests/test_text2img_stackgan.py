@@ -225,6 +225,15 @@ def _corpus(n: int = 12, c: int = 3, e: int = 16) -> t2i.Corpus:
                       attributes=rng.integers(0, 3, (n, 8)), mentions=rng.random((n, c, 8)) < .4)
 
 
+def _corpus_with_words() -> t2i.Corpus:
+    """:func:`_corpus` with 10-d word features, 1 to 6 real words per caption."""
+    corpus = _corpus()
+    gen = torch.Generator().manual_seed(1)
+    corpus.words = torch.randn(12, 3, 6, 10, generator=gen).half()
+    corpus.word_mask = torch.arange(6) < torch.randint(1, 7, (12, 3, 1), generator=gen)
+    return corpus
+
+
 class _Quiet:
     """Stands in for the run's tracker in loop-level unit tests (the smoke test uses the
     real Tracker)."""
@@ -279,10 +288,7 @@ def test_stage2_word_attention_trains_on_the_batch_words(tmp_path) -> None:
     runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
     with pytest.raises(ValueError, match="g2_words needs the caption's word features"):
         t2i.build_stage(2, cfg, _corpus(), runtime, tmp_path, "hash")
-    corpus = _corpus()
-    gen = torch.Generator().manual_seed(1)
-    corpus.words = torch.randn(12, 3, 6, 10, generator=gen).half()
-    corpus.word_mask = torch.arange(6) < torch.randint(1, 7, (12, 3, 1), generator=gen)
+    corpus = _corpus_with_words()
     s1 = t2i.build_stage(1, cfg, corpus, runtime, tmp_path, "hash")
     assert not hasattr(s1.state.nets["g"], "attn")  # Stage I has no words
     lower = models.freeze(s1.state.ema.module)
@@ -603,10 +609,7 @@ def test_word_region_terms_use_the_d_phase_captions_words_in_the_g_phase(tmp_pat
     runtime = setup_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), 0)
     with pytest.raises(ValueError, match="word features"):
         t2i.build_stage(1, cfg, _corpus(), runtime, tmp_path, "hash")
-    corpus = _corpus()
-    gen = torch.Generator().manual_seed(1)
-    corpus.words = torch.randn(12, 3, 6, 10, generator=gen).half()
-    corpus.word_mask = torch.arange(6) < torch.randint(1, 7, (12, 3, 1), generator=gen)
+    corpus = _corpus_with_words()
     stage = t2i.build_stage(1, cfg, corpus, runtime, tmp_path, "hash")
     g, d = stage.state.nets["g"], stage.state.nets["d"]
     d_phase, g_phase = stage.phases
