@@ -33,14 +33,14 @@ def attention_maps(checkpoint: str | Path, caption: str, n: int = 2, seed: int =
                    device: str = "cpu") -> dict[str, Any]:
     """{"image": Tensor[n, 3, R, R] in [-1, 1] (Stage II), "beta": Tensor[n, h, w, T] (the
     attention of each grid cell over the caption's T word pieces), "tokens": [T] str}."""
-    from text2img.sample import _sampler, checked_encoder, load_generators
+    from text2img.sample import checked_encoder, load_generators, sampler_for
 
     nets = load_generators(checkpoint, device)
     if getattr(nets["g2"], "attn", None) is None:
         raise CheckpointError(f"{nets['path']}: its Stage II does not attend over words "
                               "(train with model.g2_words=true)")
     encoder = checked_encoder(nets["meta"])
-    sampler = _sampler(nets, device, encoder)
+    sampler = sampler_for(nets, device, encoder)
     seen: list[Tensor] = []
     hook = nets["g2"].attn.register_forward_hook(
         lambda module, args, out: seen.append(module.weights(*args).float().cpu()))

@@ -35,8 +35,8 @@ from common.config import from_dict
 from common.tracking import make_grid
 from text2img.models import freeze
 
-__all__ = ["StackGANSampler", "find_checkpoint", "load_generators", "load_sampler",
-           "read_prompt_file", "sample_grid", "save_png", "main"]
+__all__ = ["StackGANSampler", "checked_encoder", "find_checkpoint", "load_generators",
+           "load_sampler", "read_prompt_file", "sample_grid", "sampler_for", "save_png", "main"]
 
 ARTIFACT = "g_ema.safetensors"
 
@@ -82,7 +82,7 @@ class StackGANSampler:
             if self.needs_words:
                 if captions is None or len(captions) != len(embeddings):
                     raise ValueError("Stage II attends over the words: give the captions")
-                words, mask = self.words(list(captions))  # type: ignore[misc]
+                words, mask = self.words(list(captions))
                 words = words.float().repeat_interleave(n_z, 0).to(self.device)
                 mask = mask.repeat_interleave(n_z, 0).to(self.device)
             high = self.g2(low, emb, words, mask, generator=ca_gen).image.float().cpu()
@@ -145,10 +145,10 @@ def load_generators(ref: str | Path | None, device: torch.device | str = "cpu"
 def load_sampler(checkpoint: str | Path, device: torch.device | str = "cpu") -> StackGANSampler:
     """Sampler of the highest stage in ``checkpoint`` (``text2img.evaluate``'s default)."""
     nets = load_generators(checkpoint, device)
-    return _sampler(nets, device)
+    return sampler_for(nets, device)
 
 
-def _sampler(nets: dict[str, Any], device: torch.device | str, encoder: Any = None
+def sampler_for(nets: dict[str, Any], device: torch.device | str, encoder: Any = None
              ) -> StackGANSampler:
     """The highest stage's sampler; the checkpoint's encoder (``encoder``, or loaded on
     first use) gives the words Stage II attends over."""
@@ -178,7 +178,6 @@ def checked_encoder(meta: dict[str, Any]) -> Any:
         raise CheckpointError(f"encoder gives {encoder.dim}-d embeddings, the checkpoint "
                               f"expects {meta['embed_dim']}")
     return encoder
-
 
 
 def sample_grid(images: dict[str, Tensor | None], per_row: int = 4) -> np.ndarray:
@@ -282,7 +281,7 @@ def main(argv: list[str] | None = None) -> Path:
     except (CheckpointError, EncoderError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    sampler = _sampler(nets, args.device, encoder)
+    sampler = sampler_for(nets, args.device, encoder)
     stage = sampler.stage
     from PIL import Image
 
