@@ -41,17 +41,17 @@ def attention_maps(checkpoint: str | Path, caption: str, n: int = 2, seed: int =
                               "(train with model.g2_words=true)")
     encoder = checked_encoder(nets["meta"])
     sampler = sampler_for(nets, device, encoder)
-    seen: list[Tensor] = []
+    seen: list[tuple[Tensor, Tensor]] = []  # (β, mask) of the attention's one call
     hook = nets["g2"].attn.register_forward_hook(
-        lambda module, args, out: seen.append(module.weights(*args).float().cpu()))
+        lambda module, args, out: seen.append((module.weights(*args).float().cpu(), args[2])))
     try:
         out = sampler.both(encoder.encode([caption]), n, torch.Generator().manual_seed(seed),
                            [caption])
     finally:
         hook.remove()
-    _, mask = encoder.encode_tokens([caption])
-    pieces = encoder.tokenizer.tokenize(caption)[: int(mask.sum())]
-    beta = seen[0][..., : len(pieces)]  # (n, h, w, T): the real words only
+    beta, mask = seen[0]
+    pieces = encoder.tokenizer.tokenize(caption)[: int(mask[0].sum())]
+    beta = beta[..., : len(pieces)]  # (n, h, w, T): the real words only
     return {"image": out["stage2"], "beta": beta, "tokens": pieces}
 
 

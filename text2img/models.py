@@ -416,7 +416,7 @@ class StageIIGenerator(nn.Module):
     def _attend(self, h: Tensor, level: int, words: Tensor | None, mask: Tensor | None
                 ) -> Tensor:
         """[h, F^attn(words, h)] joined (AttnGAN eq. 2) at the attention's grid; else h."""
-        if self.attn is None or self.fuse is None or level != self.words_level:
+        if self.attn is None or level != self.words_level:
             return h
         return self.fuse(torch.cat([h, self.attn(h, words, mask)], dim=1))
 

@@ -150,17 +150,11 @@ def load_sampler(checkpoint: str | Path, device: torch.device | str = "cpu") -> 
 
 def sampler_for(nets: dict[str, Any], device: torch.device | str, encoder: Any = None
              ) -> StackGANSampler:
-    """The highest stage's sampler; the checkpoint's encoder (``encoder``, or loaded on
-    first use) gives the words Stage II attends over."""
+    """The highest stage's sampler; when Stage II attends over the caption's words, the
+    checkpoint's encoder (``encoder``, or loaded here) gives them."""
     meta, words = nets["meta"], None
     if getattr(nets["g2"], "word_dim", 0) > 0:
-        loaded: list[Any] = [] if encoder is None else [encoder]
-
-        def words(captions: Sequence[str]) -> tuple[Tensor, Tensor]:
-            if not loaded:
-                loaded.append(checked_encoder(meta))
-            return loaded[0].encode_tokens(captions)
-
+        words = (encoder or checked_encoder(meta)).encode_tokens
     stage = 2 if nets["g2"] is not None else 1
     return StackGANSampler(nets["g1"], nets["g2"], meta["encoder"], stage, device, words)
 
